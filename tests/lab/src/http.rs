@@ -27,6 +27,9 @@ pub struct Request {
     pub peer: SocketAddr,
     /// HTTP minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
+    /// The body exceeded `ServerLimits::max_body_bytes`; it was read and
+    /// discarded and `body` is empty. The emulator answers as its server does.
+    pub oversized: bool,
 }
 
 impl Request {
@@ -77,6 +80,9 @@ pub struct Response {
     pub body: Body,
     /// Close the connection after this response.
     pub close: bool,
+    /// Endpoint template for the request log's counters, e.g.
+    /// `GET /nodes/{node}/qemu/{vmid}/config`.
+    pub route: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +102,7 @@ impl Response {
             headers: Vec::new(),
             body: Body::Bytes(Vec::new()),
             close: false,
+            route: None,
         }
     }
 
@@ -121,6 +128,11 @@ impl Response {
         self.close = true;
         self
     }
+
+    pub fn route(mut self, route: impl Into<String>) -> Self {
+        self.route = Some(route.into());
+        self
+    }
 }
 
 /// Limits the connection loop enforces before a handler sees the request.
@@ -136,7 +148,7 @@ pub struct ServerLimits {
     /// Idle time after which a kept-alive connection is closed.
     pub idle_timeout: Duration,
     /// Largest accepted request body; bigger bodies are read and discarded and
-    /// the handler is told via `Request::body` being empty plus `oversized`.
+    /// the handler sees `Request::oversized`.
     pub max_body_bytes: usize,
 }
 
