@@ -9,8 +9,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// One parsed request, as an emulator sees it.
-#[derive(Debug, Clone)]
+/// One parsed request, as an emulator sees it. `Debug` shows header names
+/// and the body length only: values may be tokens or passwords.
+#[derive(Clone)]
 pub struct Request {
     pub method: String,
     /// Percent-decoded path, without the query string.
@@ -30,6 +31,20 @@ pub struct Request {
     /// The body exceeded `ServerLimits::max_body_bytes`; it was read and
     /// discarded and `body` is empty. The emulator answers as its server does.
     pub oversized: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &names)
+            .field("body_len", &self.body.len())
+            .field("chunked", &self.chunked)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
