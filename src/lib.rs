@@ -1,4 +1,14 @@
 //! pve-guac-sync: keeps Apache Guacamole connections in step with the guests of
 //! Proxmox VE clusters. The binary (`main.rs`) is a thin CLI over these modules.
 pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod discovery;
+pub mod guacamole;
+pub mod http;
+pub mod notes;
+pub mod proxmox;
+pub mod reconcile;
 pub mod secret;
+pub mod state;
+pub mod telemetry;

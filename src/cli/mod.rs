@@ -2,6 +2,18 @@
 //! dispatches. Exit codes: 0 success, 1 findings/errors, 2 usage or config
 //! errors, 3 changes left pending (see each command).
 
+pub mod check_config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod encrypt;
+pub mod engine;
+pub mod gen_key;
+pub mod list;
+pub mod notes;
+pub mod once;
+pub mod plan;
+pub mod test_auth;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -18,9 +30,40 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Validate the configuration file and its secret sources (contacts no server).
+    CheckConfig(check_config::Args),
+    /// Work with guest notes (`notes lint` reads notes on stdin).
+    Notes(notes::Args),
+    /// Print a new random Fernet key.
+    GenKey(gen_key::Args),
+    /// Encrypt a password read on stdin into an `encrypted_password:"…"` pair.
+    Encrypt(encrypt::Args),
+    /// Run one full sync cycle, then exit (0 converged, 1 errors, 3 changes pending).
+    Once(once::Args),
+    /// Log in everywhere, check TLS and every permission the enabled features need.
+    TestAuth(test_auth::Args),
+    /// Show what a cycle would change, and why; changes nothing.
+    Plan(plan::Args),
+    /// List every managed connection with its status (ok, drift, missing, orphan, error).
+    List(list::Args),
+    /// Run the sync against an embedded lab (emulated Proxmox VE and Guacamole) and narrate.
+    #[cfg(feature = "demo")]
+    Demo(demo::Args),
+}
 
 /// Runs the chosen command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {}
+    match cli.command {
+        Command::CheckConfig(args) => check_config::run(args, &cli.config),
+        Command::Notes(args) => notes::run(args),
+        Command::GenKey(args) => gen_key::run(args),
+        Command::Encrypt(args) => encrypt::run(args),
+        Command::Once(args) => once::run(args, &cli.config).await,
+        Command::Plan(args) => plan::run(args, &cli.config).await,
+        Command::TestAuth(args) => test_auth::run(args, &cli.config).await,
+        Command::List(args) => list::run(args, &cli.config).await,
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo::run(args).await,
+    }
 }

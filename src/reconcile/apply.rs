@@ -1,0 +1,330 @@
+//! Executes a plan within the change budget: groups (parents first), then
+//! creates and updates, note rewrites, deletes, and empty groups last. On
+//! Guacamole 1.6 each stage goes out as atomic directory PATCH batches. In
+//! dry-run every write becomes a log line. Every write is an audit event.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tracing::{info, warn};
+
+use super::model::{GroupPath, display_path};
+use super::notes_write::NotesWriter;
+use super::plan::{Action, Plan, PlannedAction};
+use super::record::{ActionResult, Outcome};
+use crate::guacamole::{
+    ConnectionSpec, DirectoryOp, GroupSpec, GuacamoleClient, OpResult, Parameters,
+};
+
+/// How much one cycle may change.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub max_changes: usize,
+}
+
+pub struct ApplyContext<'a> {
+    pub guacamole: &'a GuacamoleClient,
+    pub notes: &'a dyn NotesWriter,
+    /// Identifier of the managed root group.
+    pub root_id: String,
+    /// Existing managed sub-groups by path.
+    pub groups: BTreeMap<GroupPath, String>,
+    pub dry_run: bool,
+}
+
+pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Outcome {
+    let n = plan.actions.len();
+    let mut results: Vec<Option<ActionResult>> = vec![None; n];
+    for slot in results.iter_mut().skip(budget.max_changes) {
+        *slot = Some(ActionResult::Deferred);
+    }
+    if cx.dry_run {
+        for (i, a) in plan.actions.iter().enumerate() {
+            if results[i].is_none() {
+                info!(target: "pve_guac_sync::audit", action = a.action.kind(),
+                    what = %a.action.describe(), reason = %a.reason, result = "dry_run",
+                    "dry-run: would {}", a.action.describe());
+                results[i] = Some(ActionResult::DryRun);
+            }
+        }
+        return finish(plan, results);
+    }
+
+    create_groups(plan, &mut results, &mut cx).await;
+    let stage =
+        |a: &PlannedAction| matches!(a.action, Action::Create { .. } | Action::Update { .. });
+    run_directory_stage(plan, &mut results, &cx, stage).await;
+    for (i, a) in plan.actions.iter().enumerate() {
+        if let (None, Action::RewriteNotes { rewrite }) = (&results[i], &a.action) {
+            let result = match cx.notes.write(rewrite).await {
+                Ok(()) => ActionResult::Done { id: None },
+                Err(e) => ActionResult::Failed {
+                    error: e.label().to_owned(),
+                    message: e.to_string(),
+                },
+            };
+            audit(a, &result);
+            results[i] = Some(result);
+        }
+    }
+    let deletes = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
+    run_directory_stage(plan, &mut results, &cx, deletes).await;
+    defer_groups_still_in_use(plan, &mut results);
+    let group_deletes = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
+    run_directory_stage(plan, &mut results, &cx, group_deletes).await;
+    finish(plan, results)
+}
+
+fn finish(plan: &Plan, results: Vec<Option<ActionResult>>) -> Outcome {
+    debug_assert_eq!(plan.actions.len(), results.len());
+    Outcome {
+        results: results
+            .into_iter()
+            .map(|r| r.unwrap_or(ActionResult::Deferred))
+            .collect(),
+    }
+}
+
+/// Group creates go depth by depth, since a child needs its parent's id.
+async fn create_groups(
+    plan: &Plan,
+    results: &mut [Option<ActionResult>],
+    cx: &mut ApplyContext<'_>,
+) {
+    let mut depth = 1;
+    loop {
+        let mut idx = Vec::new();
+        let mut ops = Vec::new();
+        let mut any_deeper = false;
+        for (i, a) in plan.actions.iter().enumerate() {
+            let Action::CreateGroup { path } = &a.action else {
+                continue;
+            };
+            if results[i].is_some() {
+                continue;
+            }
+            if path.len() > depth {
+                any_deeper = true;
+                continue;
+            }
+            match parent_id(cx, &path[..path.len() - 1]) {
+                Some(parent) => {
+                    idx.push(i);
+                    ops.push(DirectoryOp::CreateGroup(GroupSpec::organizational(
+                        path[path.len() - 1].clone(),
+                        parent,
+                    )));
+                }
+                None => results[i] = Some(ActionResult::Deferred),
+            }
+        }
+        if !ops.is_empty() {
+            let outcome = send(cx.guacamole, ops).await;
+            for (k, i) in idx.into_iter().enumerate() {
+                let result = outcome[k].clone();
+                if let (ActionResult::Done { id: Some(id) }, Action::CreateGroup { path }) =
+                    (&result, &plan.actions[i].action)
+                {
+                    cx.groups.insert(path.clone(), id.clone());
+                }
+                audit(&plan.actions[i], &result);
+                results[i] = Some(result);
+            }
+        }
+        if !any_deeper {
+            break;
+        }
+        depth += 1;
+    }
+}
+
+fn parent_id(cx: &ApplyContext<'_>, path: &[String]) -> Option<String> {
+    if path.is_empty() {
+        Some(cx.root_id.clone())
+    } else {
+        cx.groups.get(path).cloned()
+    }
+}
+
+/// Sends the not-yet-decided actions that `pick` selects as one batch.
+async fn run_directory_stage(
+    plan: &Plan,
+    results: &mut [Option<ActionResult>],
+    cx: &ApplyContext<'_>,
+    pick: impl Fn(&PlannedAction) -> bool,
+) {
+    let mut idx = Vec::new();
+    let mut ops = Vec::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if results[i].is_some() || !pick(a) {
+            continue;
+        }
+        match directory_op(&a.action, cx) {
+            Some(op) => {
+                idx.push(i);
+                ops.push(op);
+            }
+            // Its group could not be created this cycle.
+            None => results[i] = Some(ActionResult::Deferred),
+        }
+    }
+    if ops.is_empty() {
+        return;
+    }
+    let outcome = send(cx.guacamole, ops).await;
+    for (k, i) in idx.into_iter().enumerate() {
+        audit(&plan.actions[i], &outcome[k]);
+        results[i] = Some(outcome[k].clone());
+    }
+}
+
+fn directory_op(action: &Action, cx: &ApplyContext<'_>) -> Option<DirectoryOp> {
+    Some(match action {
+        Action::Create { connection, .. } | Action::Update { connection, .. } => {
+            let mut parameters = Parameters::new();
+            for (k, v) in connection.params.iter() {
+                parameters.insert(k.clone(), v.expose());
+            }
+            let spec = ConnectionSpec::new(
+                connection.name.clone(),
+                parent_id(cx, &connection.group)?,
+                connection.protocol.clone(),
+                parameters,
+            );
+            match action {
+                Action::Update { id, .. } => DirectoryOp::UpdateConnection {
+                    identifier: id.clone(),
+                    spec,
+                },
+                _ => DirectoryOp::CreateConnection(spec),
+            }
+        }
+        Action::Delete { id, .. } => DirectoryOp::DeleteConnection {
+            identifier: id.clone(),
+        },
+        Action::DeleteGroup { id, .. } => DirectoryOp::DeleteGroup {
+            identifier: id.clone(),
+        },
+        Action::CreateGroup { .. } | Action::RewriteNotes { .. } => return None,
+    })
+}
+
+/// Applies a batch; on 1.6 entries rolled back because a sibling failed are
+/// sent once more without the failed ones, so one bad entry cannot hold up
+/// the rest of the cycle.
+async fn send(guac: &GuacamoleClient, ops: Vec<DirectoryOp>) -> Vec<ActionResult> {
+    let mut results = convert(guac.apply_batch(ops.clone()).await, ops.len());
+    let retry: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_none())
+        .map(|(i, _)| i)
+        .collect();
+    if !retry.is_empty() {
+        let again: Vec<DirectoryOp> = retry.iter().map(|i| ops[*i].clone()).collect();
+        let second = convert(guac.apply_batch(again).await, retry.len());
+        for (k, i) in retry.into_iter().enumerate() {
+            results[i] = second[k].clone();
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(ActionResult::Deferred))
+        .collect()
+}
+
+/// `None` marks an entry that was rolled back and may be retried.
+fn convert(
+    outcome: Result<crate::guacamole::BatchOutcome, crate::guacamole::GuacamoleError>,
+    len: usize,
+) -> Vec<Option<ActionResult>> {
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(error = %e, "Guacamole batch not sent");
+            return vec![
+                Some(ActionResult::Failed {
+                    error: e.label().to_owned(),
+                    message: e.to_string(),
+                });
+                len
+            ];
+        }
+    };
+    outcome
+        .results
+        .into_iter()
+        .map(|r| match r {
+            OpResult::Applied { identifier } => Some(ActionResult::Done {
+                id: Some(identifier),
+            }),
+            OpResult::Failed { error } | OpResult::Unknown { error } => {
+                Some(ActionResult::Failed {
+                    error: error.label().to_owned(),
+                    message: error.to_string(),
+                })
+            }
+            OpResult::RolledBack => None,
+            OpResult::NotAttempted => Some(ActionResult::Deferred),
+        })
+        .collect()
+}
+
+/// A group whose connection delete did not happen (budget, failure) must not
+/// be deleted: Guacamole deletes groups recursively.
+fn defer_groups_still_in_use(plan: &Plan, results: &mut [Option<ActionResult>]) {
+    let mut busy: BTreeSet<GroupPath> = BTreeSet::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if let Action::Delete { group, .. } = &a.action
+            && !matches!(results[i], Some(ActionResult::Done { .. }))
+        {
+            busy.insert(group.clone());
+        }
+    }
+    for (i, a) in plan.actions.iter().enumerate() {
+        if let Action::DeleteGroup { path, .. } = &a.action
+            && results[i].is_none()
+            && busy.iter().any(|g| g.starts_with(path))
+        {
+            results[i] = Some(ActionResult::Deferred);
+        }
+    }
+}
+
+fn audit(a: &PlannedAction, result: &ActionResult) {
+    let identity = a
+        .action
+        .identity()
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let (outcome, error) = match result {
+        ActionResult::Done { .. } => ("done", String::new()),
+        ActionResult::DryRun => ("dry_run", String::new()),
+        ActionResult::Deferred => ("deferred", String::new()),
+        ActionResult::Failed { error, message } => ("failed", format!("{error}: {message}")),
+    };
+    let id = match (&a.action, result) {
+        (_, ActionResult::Done { id: Some(id) }) => id.clone(),
+        (
+            Action::Update { id, .. } | Action::Delete { id, .. } | Action::DeleteGroup { id, .. },
+            _,
+        ) => id.clone(),
+        _ => String::new(),
+    };
+    let group = match &a.action {
+        Action::CreateGroup { path } | Action::DeleteGroup { path, .. } => display_path(path),
+        Action::Create { connection, .. } | Action::Update { connection, .. } => {
+            display_path(&connection.group)
+        }
+        Action::Delete { group, .. } => display_path(group),
+        Action::RewriteNotes { rewrite } => rewrite.guest.to_string(),
+    };
+    if matches!(result, ActionResult::Failed { .. }) {
+        warn!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
+            guacamole_id = %id, group = %group, reason = %a.reason, result = outcome, error = %error,
+            "{} failed", a.action.describe());
+    } else {
+        info!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
+            guacamole_id = %id, group = %group, reason = %a.reason, result = outcome,
+            "{}", a.action.describe());
+    }
+}

@@ -1,0 +1,365 @@
+//! One whole cycle, observe → desire → plan → apply → record, over the real
+//! clients. `once`, `plan`, `list`, the demo and (later) the daemon loop all
+//! run this; they differ only in [`Mode`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::apply::{ApplyContext, Budget, apply};
+use super::clients::{Clients, ClientsError};
+use super::desire::{ClusterObservation, DesireSettings, desire};
+use super::model::{Desired, ManagedTree};
+use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
+use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
+use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
+use super::record::{CycleSummary, Outcome, record};
+use crate::config::Settings;
+use crate::crypto::{CryptoError, Keyring};
+use crate::discovery::AddressSource;
+use crate::discovery::sources::GuestInterfaces;
+use crate::guacamole::{GroupSpec, GuacamoleError, ROOT_GROUP};
+use crate::notes::{NotesPolicy, settings::ExtraAllowed};
+use crate::proxmox::{self, ProxmoxClient, ProxmoxError};
+use crate::state::{CachedAddress, StateError, StateStore};
+
+/// What a cycle may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe and plan only (`plan`, `list`).
+    PlanOnly,
+    /// Plan and log every write instead of making it.
+    DryRun,
+    Apply,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error("{0}")]
+    Clients(#[from] ClientsError),
+    #[error("encryption keys: {0}")]
+    Keys(#[from] CryptoError),
+    #[error("Guacamole: {0}")]
+    Guacamole(#[from] GuacamoleError),
+    #[error("{0}")]
+    State(#[from] StateError),
+}
+
+impl CycleError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CycleError::Clients(e) => e.label(),
+            CycleError::Keys(e) => e.label(),
+            CycleError::Guacamole(e) => e.label(),
+            CycleError::State(e) => e.label(),
+        }
+    }
+}
+
+/// Everything a cycle learnt and did.
+#[derive(Debug, Serialize)]
+pub struct CycleReport {
+    #[serde(flatten)]
+    pub summary: CycleSummary,
+    /// Requests per API during this cycle.
+    pub requests: BTreeMap<String, u64>,
+    pub duration_ms: u128,
+    /// Problems worth an operator's attention (block errors, unreadable
+    /// configs, unknown addresses); never secrets.
+    pub problems: Vec<String>,
+    #[serde(skip)]
+    pub plan: Plan,
+    #[serde(skip)]
+    pub desired: Desired,
+    #[serde(skip)]
+    pub tree: ManagedTree,
+    #[serde(skip)]
+    pub outcome: Outcome,
+}
+
+pub struct Engine {
+    pub settings: Settings,
+    pub clients: Clients,
+    keyring: Option<Keyring>,
+    policy: NotesPolicy,
+    sources: BTreeMap<String, Vec<Box<dyn AddressSource>>>,
+    store: StateStore,
+    hostname: String,
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Result<Engine, CycleError> {
+        let clients = Clients::new(&settings)?;
+        let keyring = if settings.encryption.keys.is_empty() {
+            None
+        } else {
+            Some(Keyring::new(&settings.encryption.keys)?)
+        };
+        let sources = clients
+            .proxmox
+            .iter()
+            .map(|(name, client)| {
+                let list: Vec<Box<dyn AddressSource>> = vec![Box::new(GuestInterfaces::new(
+                    client.clone(),
+                    settings.sync.allowed_networks.clone(),
+                ))];
+                (name.clone(), list)
+            })
+            .collect();
+        Ok(Engine {
+            policy: notes_policy(&settings),
+            store: StateStore::new(&settings.state_dir),
+            hostname: short_hostname(),
+            keyring,
+            sources,
+            clients,
+            settings,
+        })
+    }
+
+    pub fn plan_settings(&self) -> PlanSettings {
+        PlanSettings {
+            prune: self.settings.sync.prune.enabled,
+            prune_grace: self.settings.sync.prune.grace,
+            verify_interval: self.settings.sync.verify_interval,
+        }
+    }
+
+    /// One cycle. `verify_all` reads every owned connection's parameters
+    /// (for `list` and drift reports) instead of trusting the state file.
+    pub async fn cycle(&self, mode: Mode, verify_all: bool) -> Result<CycleReport, CycleError> {
+        let started = Instant::now();
+        let before = self.clients.request_counts();
+        let now = unix_now();
+        let mut st = self.store.load()?;
+
+        let observed = self.observe_clusters(&st.addresses).await;
+        let cluster_names: Vec<String> = self
+            .settings
+            .proxmox
+            .clusters
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let want = desire(
+            &observed,
+            &DesireSettings {
+                policy: &self.policy,
+                keyring: self.keyring.as_ref(),
+                grouping: self.settings.sync.grouping,
+                selector: &self.settings.sync.selector,
+                hostname: &self.hostname,
+                auto_encrypt: self.settings.sync.auto_encrypt,
+                clusters: &cluster_names,
+            },
+        );
+
+        let guac = &self.clients.guacamole;
+        let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
+        let claims = claim(&want, &tree, &st);
+        let ids = if verify_all {
+            claims.owned.values().cloned().collect()
+        } else {
+            parameters_needed(&want, &claims, &st, now, &self.plan_settings())
+        };
+        let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
+        problems.extend(fill_parameters(guac, &mut tree, &ids).await);
+        let the_plan = plan(&want, &tree, &st, now, &self.plan_settings());
+
+        let outcome = match mode {
+            Mode::PlanOnly => Outcome::default(),
+            Mode::DryRun | Mode::Apply => {
+                let dry_run = mode == Mode::DryRun;
+                let root_id = match (&tree.root_id, the_plan.actions.is_empty(), dry_run) {
+                    (Some(id), _, _) => id.clone(),
+                    (None, true, _) | (None, _, true) => String::new(),
+                    (None, false, false) => self.create_root().await?,
+                };
+                let writer = ProxmoxNotesWriter {
+                    clients: &self.clients.proxmox,
+                    keyring: self.keyring.as_ref(),
+                };
+                let cx = ApplyContext {
+                    guacamole: guac,
+                    notes: &writer,
+                    root_id,
+                    groups: tree
+                        .groups
+                        .iter()
+                        .map(|(p, g)| (p.clone(), g.id.clone()))
+                        .collect(),
+                    dry_run,
+                };
+                let budget = Budget {
+                    max_changes: self.settings.sync.max_changes_per_cycle.get(),
+                };
+                apply(&the_plan, budget, cx).await
+            }
+        };
+
+        let mut summary = record(&the_plan, &outcome, &want, &mut st, now);
+        if mode == Mode::PlanOnly {
+            summary.pending = the_plan.actions.len();
+        }
+        if mode == Mode::Apply {
+            remember_addresses(&observed, &mut st.addresses, now);
+            self.store.save(&st)?;
+        }
+        let after = self.clients.request_counts();
+        let requests = after
+            .iter()
+            .map(|(api, n)| (api.clone(), n - before.get(api).copied().unwrap_or(0)))
+            .collect();
+        Ok(CycleReport {
+            summary,
+            requests,
+            duration_ms: started.elapsed().as_millis(),
+            problems,
+            plan: the_plan,
+            desired: want,
+            tree,
+            outcome,
+        })
+    }
+
+    async fn observe_clusters(
+        &self,
+        cache: &BTreeMap<String, CachedAddress>,
+    ) -> Vec<ClusterObservation> {
+        let no_sources: Vec<Box<dyn AddressSource>> = Vec::new();
+        let sources: Vec<ClusterSource<'_>> = self
+            .clients
+            .proxmox
+            .iter()
+            .map(|(name, client)| ClusterSource {
+                name,
+                client: client.clone(),
+                sources: self.sources.get(name).unwrap_or(&no_sources),
+            })
+            .collect();
+        let selector = &self.settings.sync.selector;
+        join_all(sources.iter().map(|c| observe_cluster(c, selector, cache))).await
+    }
+
+    async fn create_root(&self) -> Result<String, CycleError> {
+        let name = &self.settings.guacamole.root_group;
+        let spec = GroupSpec::organizational(name.clone(), ROOT_GROUP);
+        let id = self.clients.guacamole.create_group(&spec).await?;
+        info!(target: "pve_guac_sync::audit", action = "create_group", group = %name,
+            guacamole_id = %id, reason = "managed root group missing", result = "done",
+            "create managed root group \"{name}\"");
+        Ok(id)
+    }
+
+    /// Logs out of Guacamole (on shutdown and at the end of one-shot commands).
+    pub async fn close(&self) {
+        if let Err(e) = self.clients.guacamole.logout().await {
+            warn!(error = %e, "Guacamole logout failed");
+        }
+    }
+}
+
+fn remember_addresses(
+    observed: &[ClusterObservation],
+    cache: &mut BTreeMap<String, CachedAddress>,
+    now: u64,
+) {
+    for guest in observed.iter().flat_map(|c| &c.guests) {
+        if let crate::discovery::AddressEvidence::Found { address, source } = &guest.address
+            && *source != "cache"
+        {
+            cache.insert(
+                guest.key.to_string(),
+                CachedAddress {
+                    address: address.to_string(),
+                    source: (*source).to_owned(),
+                    seen_at: now,
+                },
+            );
+        }
+    }
+}
+
+pub fn notes_policy(settings: &Settings) -> NotesPolicy {
+    let mut extra = ExtraAllowed::new();
+    for (protocol, names) in &settings.sync.extra_allowed_parameters {
+        if let Some(p) = crate::notes::Protocol::parse(protocol) {
+            extra.entry(p).or_default().extend(names.iter().cloned());
+        }
+    }
+    NotesPolicy {
+        default_template: Some(settings.sync.name_template.clone()),
+        allowed_networks: settings.sync.allowed_networks.clone(),
+        allow_dns_names: settings.sync.allow_dns_names,
+        extra_allowed_settings: extra,
+        ..NotesPolicy::default()
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+fn short_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| h.trim().split('.').next().map(str::to_owned))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Writes migrated notes through the Proxmox client of the guest's cluster.
+struct ProxmoxNotesWriter<'a> {
+    clients: &'a BTreeMap<String, Arc<ProxmoxClient>>,
+    keyring: Option<&'a Keyring>,
+}
+
+impl NotesWriter for ProxmoxNotesWriter<'_> {
+    fn write<'a>(&'a self, rewrite: &'a super::model::NotesRewrite) -> WriteFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .clients
+                .get(&rewrite.guest.cluster)
+                .ok_or_else(|| NotesWriteError::UnknownCluster(rewrite.guest.cluster.clone()))?;
+            let kind = match rewrite.kind {
+                super::model::GuestKind::Qemu => proxmox::GuestKind::Qemu,
+                super::model::GuestKind::Lxc => proxmox::GuestKind::Lxc,
+            };
+            let vmid = rewrite.guest.vmid;
+            client
+                .set_notes(
+                    &rewrite.node,
+                    kind,
+                    vmid,
+                    rewrite.new_notes.expose(),
+                    Some(&rewrite.digest),
+                )
+                .await
+                .map_err(|e| match e {
+                    ProxmoxError::DigestMismatch { .. } => NotesWriteError::DigestMismatch,
+                    ProxmoxError::Locked { .. } => NotesWriteError::Locked,
+                    other => NotesWriteError::Proxmox(format!("{other} ({})", other.label())),
+                })?;
+            let Some(keyring) = self.keyring else {
+                return Ok(());
+            };
+            let back = client
+                .config(&rewrite.node, kind, vmid)
+                .await
+                .map_err(|e| NotesWriteError::Verify(format!("read-back failed: {e}")))?;
+            crate::notes::verify_migration(
+                &back.notes.unwrap_or_default(),
+                keyring,
+                &rewrite.migrated,
+            )
+            .map_err(|e| NotesWriteError::Verify(e.to_string()))
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! One reconcile cycle: observe → desire → plan → apply → record
+//! (`design.md` §1). `desire` and `plan` are pure; the others do I/O.
+pub mod apply;
+pub mod clients;
+pub mod cycle;
+pub mod desire;
+pub mod model;
+pub mod notes_write;
+pub mod observe;
+pub mod plan;
+pub mod record;

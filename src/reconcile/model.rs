@@ -1,0 +1,380 @@
+//! The plain data the reconcile stages pass along: identities, desired
+//! connections, the observed managed tree. No I/O here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// A guest of one configured cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GuestKey {
+    pub cluster: String,
+    pub vmid: u32,
+}
+
+impl fmt::Display for GuestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.vmid)
+    }
+}
+
+/// The stable identity of a managed connection: a guest rename, a new name
+/// template, port, password or address keep it, so they become updates.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Identity {
+    pub guest: GuestKey,
+    pub user: String,
+    pub protocol: String,
+    /// Counts repeats of the same (user, protocol) within one guest; 0 for the
+    /// first, so most identities never show it.
+    pub ordinal: u32,
+}
+
+impl Identity {
+    /// The form used as a key in the state file and in audit events.
+    pub fn key(&self) -> String {
+        self.to_string()
+    }
+
+    pub fn parse_key(key: &str) -> Option<Identity> {
+        let (rest, ordinal) = match key.rsplit_once('#') {
+            Some((rest, n)) => (rest, n.parse().ok()?),
+            None => (key, 0),
+        };
+        let mut parts = rest.rsplitn(4, '/');
+        let protocol = parts.next()?.to_owned();
+        let user = parts.next()?.to_owned();
+        let vmid = parts.next()?.parse().ok()?;
+        let cluster = parts.next()?.to_owned();
+        Some(Identity {
+            guest: GuestKey { cluster, vmid },
+            user,
+            protocol,
+            ordinal,
+        })
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.guest, self.user, self.protocol)?;
+        if self.ordinal > 0 {
+            write!(f, "#{}", self.ordinal)?;
+        }
+        Ok(())
+    }
+}
+
+/// A group path below the managed root group (empty = the root itself).
+pub type GroupPath = Vec<String>;
+
+pub fn display_path(path: &[String]) -> String {
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path.join("/")
+    }
+}
+
+/// One Guacamole connection parameter value; secret ones never print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ParamValue {
+    value: String,
+    secret: bool,
+}
+
+impl ParamValue {
+    pub fn plain(value: impl Into<String>) -> Self {
+        ParamValue {
+            value: value.into(),
+            secret: false,
+        }
+    }
+
+    pub fn secret(value: impl Into<String>) -> Self {
+        ParamValue {
+            value: value.into(),
+            secret: true,
+        }
+    }
+
+    /// Guacamole parameters that hold credentials or keys.
+    pub fn is_secret_name(name: &str) -> bool {
+        name.contains("password") || name.contains("passphrase") || name.contains("private-key")
+    }
+
+    /// Wraps a value read back from Guacamole, classifying it by name.
+    pub fn from_server(name: &str, value: String) -> Self {
+        ParamValue {
+            value,
+            secret: Self::is_secret_name(name),
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    pub fn is_secret(&self) -> bool {
+        self.secret
+    }
+}
+
+impl fmt::Debug for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.secret {
+            f.write_str("***")
+        } else {
+            write!(f, "{:?}", self.value)
+        }
+    }
+}
+
+impl Serialize for ParamValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.secret { "***" } else { &self.value })
+    }
+}
+
+/// Connection parameters as Guacamole stores them: empty values are never
+/// stored, so they are dropped here too before any comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Params(BTreeMap<String, ParamValue>);
+
+impl Params {
+    pub fn new() -> Self {
+        Params::default()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: ParamValue) {
+        if !value.value.is_empty() {
+            self.0.insert(name.into(), value);
+        }
+    }
+
+    pub fn from_server(map: BTreeMap<String, String>) -> Self {
+        let mut p = Params::new();
+        for (k, v) in map {
+            let value = ParamValue::from_server(&k, v);
+            p.insert(k, value);
+        }
+        p
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ParamValue> {
+        self.0.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ParamValue)> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The map to send to Guacamole.
+    pub fn to_wire(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect()
+    }
+
+    /// Salted digest of the parameters, so the state file can tell whether
+    /// what the daemon last wrote still matches the wish without storing
+    /// passwords.
+    pub fn fingerprint(&self, salt: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(salt.as_bytes());
+        for (k, v) in &self.0 {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((v.value.len() as u64).to_le_bytes());
+            h.update(v.value.as_bytes());
+        }
+        hex(&h.finalize())
+    }
+
+    /// Names whose values differ (added, removed or changed), for reasons
+    /// and audit events; never the values.
+    pub fn differing_names(&self, other: &Params) -> Vec<String> {
+        let names: BTreeSet<&String> = self.0.keys().chain(other.0.keys()).collect();
+        names
+            .into_iter()
+            .filter(|n| self.0.get(*n) != other.0.get(*n))
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A connection that should exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredConnection {
+    pub identity: Identity,
+    pub name: String,
+    pub group: GroupPath,
+    pub protocol: String,
+    pub params: Params,
+    /// Guest name and node, for messages and `list`.
+    pub guest_name: String,
+    pub node: String,
+}
+
+/// Why a guest's existing connections must be left exactly as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum HoldReason {
+    /// A block of its notes has a parse or decryption error.
+    BlockError,
+    /// Its address is not known (stopped, agent down, no evidence).
+    AddressUnknown,
+    /// Its config could not be read this cycle.
+    ConfigUnavailable,
+    /// Its node is offline or its status is unknown.
+    NodeUnavailable,
+    /// A name collision with a guest of lower VMID.
+    NameConflict,
+}
+
+impl HoldReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HoldReason::BlockError => "block error in notes",
+            HoldReason::AddressUnknown => "address unknown",
+            HoldReason::ConfigUnavailable => "config unavailable",
+            HoldReason::NodeUnavailable => "node unavailable",
+            HoldReason::NameConflict => "name conflict",
+        }
+    }
+}
+
+/// What the notes, addresses and configuration ask for.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Desired {
+    pub connections: BTreeMap<Identity, DesiredConnection>,
+    /// Guests whose connections that are not desired must be kept anyway.
+    pub held: BTreeMap<GuestKey, HoldReason>,
+    /// Guests listed by `/cluster/resources` this cycle (present, any state).
+    pub present: BTreeSet<GuestKey>,
+    /// Present guests the configuration does not select (templates,
+    /// include/exclude): their connections go.
+    pub excluded: BTreeSet<GuestKey>,
+    /// Clusters whose observation was complete this cycle.
+    pub complete_clusters: BTreeSet<String>,
+    /// Every configured cluster (complete or not).
+    pub clusters: BTreeSet<String>,
+    /// Per-guest problems to report (never containing secrets).
+    pub problems: Vec<Problem>,
+    /// Notes that should be rewritten with encrypted passwords.
+    pub rewrites: Vec<NotesRewrite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub guest: Option<GuestKey>,
+    pub message: String,
+}
+
+/// A plaintext-password migration for one guest's notes.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct NotesRewrite {
+    pub guest: GuestKey,
+    pub node: String,
+    pub kind: GuestKind,
+    /// The config digest the new notes were derived from.
+    pub digest: String,
+    #[serde(skip)]
+    pub new_notes: crate::secret::Secret,
+    pub migrated_blocks: usize,
+    /// The passwords each migrated block held, to verify the read-back.
+    #[serde(skip)]
+    pub migrated: Vec<crate::notes::MigratedBlock>,
+}
+
+impl fmt::Debug for NotesRewrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotesRewrite")
+            .field("guest", &self.guest)
+            .field("node", &self.node)
+            .field("kind", &self.kind)
+            .field("digest", &self.digest)
+            .field("migrated_blocks", &self.migrated_blocks)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    Qemu,
+    Lxc,
+}
+
+impl GuestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+}
+
+/// A group under (or equal to) the managed root, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedGroup {
+    pub id: String,
+    pub path: GroupPath,
+}
+
+/// A connection under the managed root, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedConnection {
+    pub id: String,
+    pub name: String,
+    pub group: GroupPath,
+    pub protocol: String,
+    /// Filled only for the connections whose parameters had to be read.
+    pub params: Option<Params>,
+    /// Lies outside the managed root (moved there by hand).
+    pub outside: bool,
+}
+
+/// Everything under the managed root group.
+#[derive(Debug, Clone, Default)]
+pub struct ManagedTree {
+    /// `None` when the root group does not exist yet.
+    pub root_id: Option<String>,
+    /// Sub-groups by path (the root itself is not listed).
+    pub groups: BTreeMap<GroupPath, ManagedGroup>,
+    pub connections: BTreeMap<String, ManagedConnection>,
+    /// Connections outside the managed root. Only ones the state file says
+    /// the daemon created are ever touched (moved back, never deleted).
+    pub outside: BTreeMap<String, ManagedConnection>,
+}
+
+impl ManagedTree {
+    /// A connection inside or outside the managed root.
+    pub fn find(&self, id: &str) -> Option<&ManagedConnection> {
+        self.connections.get(id).or_else(|| self.outside.get(id))
+    }
+
+    pub fn find_mut(&mut self, id: &str) -> Option<&mut ManagedConnection> {
+        match self.connections.get_mut(id) {
+            Some(c) => Some(c),
+            None => self.outside.get_mut(id),
+        }
+    }
+}
+
+/// The group path shown for a connection outside the managed root.
+pub const OUTSIDE: &str = "(outside the managed group)";

@@ -1,0 +1,610 @@
+//! desired vs. actual → an ordered list of actions, each with its reason.
+//! Pure: the same inputs always give the same plan, which is what `plan`
+//! prints, what the audit log records and what the property tests check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::model::{
+    Desired, DesiredConnection, GroupPath, GuestKey, Identity, ManagedTree, NotesRewrite,
+    display_path,
+};
+use crate::state::State;
+
+/// The knobs of planning that come from the configuration.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// Delete connections of vanished guests and unattributed objects.
+    pub prune: bool,
+    /// How long a guest must be absent from complete observations first.
+    pub prune_grace: Duration,
+    /// How often every owned connection's parameters are read back in full.
+    pub verify_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateGroup {
+        path: GroupPath,
+    },
+    Create {
+        identity: Identity,
+        connection: DesiredConnection,
+    },
+    Update {
+        identity: Identity,
+        id: String,
+        connection: DesiredConnection,
+        changes: Vec<Change>,
+    },
+    RewriteNotes {
+        rewrite: NotesRewrite,
+    },
+    Delete {
+        identity: Option<Identity>,
+        id: String,
+        name: String,
+        group: GroupPath,
+    },
+    DeleteGroup {
+        id: String,
+        path: GroupPath,
+    },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateGroup { .. } => "create_group",
+            Action::Create { .. } => "create",
+            Action::Update { .. } => "update",
+            Action::RewriteNotes { .. } => "rewrite_notes",
+            Action::Delete { .. } => "delete",
+            Action::DeleteGroup { .. } => "delete_group",
+        }
+    }
+
+    /// One line for humans: what and where, never a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::CreateGroup { path } => format!("create group {}", display_path(path)),
+            Action::Create {
+                identity,
+                connection,
+            } => format!(
+                "create {} \"{}\" in {}",
+                identity,
+                connection.name,
+                display_path(&connection.group)
+            ),
+            Action::Update {
+                identity,
+                id,
+                changes,
+                ..
+            } => {
+                let what: Vec<String> = changes.iter().map(Change::describe).collect();
+                format!("update {identity} (id {id}): {}", what.join(", "))
+            }
+            Action::RewriteNotes { rewrite } => format!(
+                "encrypt {} plaintext password(s) in the notes of {}",
+                rewrite.migrated_blocks, rewrite.guest
+            ),
+            Action::Delete {
+                identity,
+                id,
+                name,
+                group,
+            } => match identity {
+                Some(i) => format!("delete {i} \"{name}\" (id {id}) in {}", display_path(group)),
+                None => format!("delete \"{name}\" (id {id}) in {}", display_path(group)),
+            },
+            Action::DeleteGroup { id, path } => {
+                format!("delete empty group {} (id {id})", display_path(path))
+            }
+        }
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Action::Create { identity, .. } | Action::Update { identity, .. } => Some(identity),
+            Action::Delete { identity, .. } => identity.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// One difference that makes an update, named without values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Name {
+        from: String,
+        to: String,
+    },
+    Group {
+        from: String,
+        to: String,
+    },
+    Parameters {
+        names: Vec<String>,
+    },
+    /// The daemon's record of what it wrote differs from the wish and the
+    /// parameters were not read back this cycle.
+    ParametersChanged,
+}
+
+impl Change {
+    pub fn describe(&self) -> String {
+        match self {
+            Change::Name { from, to } => format!("name \"{from}\" → \"{to}\""),
+            Change::Group { from, to } => format!("group {from} → {to}"),
+            Change::Parameters { names } => format!("parameters {}", names.join(" ")),
+            Change::ParametersChanged => "parameters".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAction {
+    #[serde(flatten)]
+    pub action: Action,
+    pub reason: String,
+}
+
+/// A connection the plan leaves alone although it is not (fully) desired.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub id: String,
+    pub identity: Option<Identity>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub actions: Vec<PlannedAction>,
+    pub kept: Vec<Kept>,
+    /// Desired connections already in the right shape.
+    pub unchanged: Vec<(Identity, String)>,
+    /// Ownership learnt this cycle: identity → existing connection id.
+    pub adopted: Vec<(Identity, String)>,
+    /// Identities whose parameters were compared in full this cycle.
+    pub verified: Vec<Identity>,
+    /// Guests newly seen absent (timer start) and guests whose timer resets.
+    #[serde(skip)]
+    pub absence: AbsenceUpdate,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AbsenceUpdate {
+    pub start: BTreeMap<GuestKey, u64>,
+    pub clear: BTreeSet<GuestKey>,
+    pub orphan_start: BTreeMap<String, u64>,
+    pub orphan_clear: BTreeSet<String>,
+}
+
+/// Which identities own which existing connections: from the state file,
+/// else (state lost, or a connection made by an earlier run) by finding a
+/// connection with the desired name in the desired group.
+#[derive(Debug, Default)]
+pub struct Claims {
+    pub owned: BTreeMap<Identity, String>,
+    pub adopted: Vec<(Identity, String)>,
+    /// Connection ids claimed by identities from the state file that are no
+    /// longer desired.
+    pub stale: BTreeMap<String, Identity>,
+}
+
+pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
+    let mut claims = Claims::default();
+    let mut taken: BTreeSet<&str> = BTreeSet::new();
+    for (key, owned) in &st.connections {
+        let Some(identity) = Identity::parse_key(key) else {
+            continue;
+        };
+        if have.find(&owned.id).is_none() || !taken.insert(owned.id.as_str()) {
+            continue;
+        }
+        if want.connections.contains_key(&identity) {
+            claims.owned.insert(identity, owned.id.clone());
+        } else if have.connections.contains_key(&owned.id) {
+            claims.stale.insert(owned.id.clone(), identity);
+        }
+    }
+    let by_place: BTreeMap<(&GroupPath, &str, &str), &str> = have
+        .connections
+        .values()
+        .filter(|c| !taken.contains(c.id.as_str()))
+        .map(|c| {
+            (
+                (&c.group, c.name.as_str(), c.protocol.as_str()),
+                c.id.as_str(),
+            )
+        })
+        .collect();
+    for (identity, conn) in &want.connections {
+        if claims.owned.contains_key(identity) {
+            continue;
+        }
+        let place = (&conn.group, conn.name.as_str(), conn.protocol.as_str());
+        if let Some(id) = by_place.get(&place)
+            && taken.insert(id)
+        {
+            claims.owned.insert(identity.clone(), (*id).to_owned());
+            claims.adopted.push((identity.clone(), (*id).to_owned()));
+        }
+    }
+    claims
+}
+
+/// Ids whose parameters must be read before planning: adopted ones, those
+/// whose last-written fingerprint differs from the wish, and those due for
+/// periodic verification.
+pub fn parameters_needed(
+    want: &Desired,
+    claims: &Claims,
+    st: &State,
+    now: u64,
+    s: &PlanSettings,
+) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for (identity, id) in &claims.owned {
+        let wish = &want.connections[identity];
+        match st.connections.get(&identity.key()) {
+            Some(owned) if owned.id == *id => {
+                let due = now.saturating_sub(owned.verified_at) >= s.verify_interval.as_secs();
+                if due || owned.fingerprint != wish.params.fingerprint(&st.salt) {
+                    ids.insert(id.clone());
+                }
+            }
+            _ => {
+                ids.insert(id.clone());
+            }
+        }
+    }
+    ids
+}
+
+pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSettings) -> Plan {
+    let claims = claim(want, have, st);
+    let mut p = Plan {
+        adopted: claims.adopted.clone(),
+        ..Plan::default()
+    };
+    let mut creates = Vec::new();
+    let mut updates = Vec::new();
+    let mut deletes = Vec::new();
+
+    for (identity, wish) in &want.connections {
+        match claims.owned.get(identity) {
+            None => creates.push(PlannedAction {
+                action: Action::Create {
+                    identity: identity.clone(),
+                    connection: wish.clone(),
+                },
+                reason: "new credential block".to_owned(),
+            }),
+            Some(id) => {
+                let actual = have.find(id).expect("claimed ids exist");
+                let (changes, compared) = diff(wish, actual, st);
+                if compared {
+                    p.verified.push(identity.clone());
+                }
+                if changes.is_empty() {
+                    p.unchanged.push((identity.clone(), id.clone()));
+                } else {
+                    let reason = update_reason(identity, wish, st, compared);
+                    updates.push(PlannedAction {
+                        action: Action::Update {
+                            identity: identity.clone(),
+                            id: id.clone(),
+                            connection: wish.clone(),
+                            changes,
+                        },
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    let claimed: BTreeSet<&String> = claims.owned.values().collect();
+    for (id, actual) in &have.connections {
+        if claimed.contains(id) {
+            continue;
+        }
+        let verdict = match claims.stale.get(id) {
+            Some(identity) => judge_undesired(identity, want, st, now, s, &mut p.absence),
+            None => judge_orphan(id, want, st, now, s, &mut p.absence),
+        };
+        match verdict {
+            Verdict::Delete(reason) => deletes.push(PlannedAction {
+                action: Action::Delete {
+                    identity: claims.stale.get(id).cloned(),
+                    id: id.clone(),
+                    name: actual.name.clone(),
+                    group: actual.group.clone(),
+                },
+                reason,
+            }),
+            Verdict::Keep(reason) => p.kept.push(Kept {
+                id: id.clone(),
+                identity: claims.stale.get(id).cloned(),
+                reason,
+            }),
+        }
+    }
+    // Guests present again, or whose cluster could not be fully observed,
+    // restart their absence clock.
+    for key in st.absent_since.keys() {
+        if let Some(guest) = parse_guest_key(key)
+            && (want.present.contains(&guest) || !want.complete_clusters.contains(&guest.cluster))
+        {
+            p.absence.clear.insert(guest);
+        }
+    }
+
+    let claimed_ids: BTreeSet<&str> = claimed.iter().map(|s| s.as_str()).collect();
+    let groups = group_actions(want, have, &claimed_ids, &deletes);
+    p.actions.extend(groups.creates);
+    p.actions.extend(creates);
+    p.actions.extend(updates);
+    p.actions
+        .extend(want.rewrites.iter().map(|r| PlannedAction {
+            action: Action::RewriteNotes { rewrite: r.clone() },
+            reason: "auto-encrypt: plaintext password in notes".to_owned(),
+        }));
+    p.actions.extend(deletes);
+    p.actions.extend(groups.deletes);
+    p
+}
+
+/// Compares a wish with what Guacamole has. The second value tells whether
+/// the parameters were compared in full (read back this cycle).
+fn diff(
+    wish: &DesiredConnection,
+    actual: &super::model::ManagedConnection,
+    st: &State,
+) -> (Vec<Change>, bool) {
+    let mut changes = Vec::new();
+    if wish.name != actual.name {
+        changes.push(Change::Name {
+            from: actual.name.clone(),
+            to: wish.name.clone(),
+        });
+    }
+    if wish.group != actual.group || actual.outside {
+        changes.push(Change::Group {
+            from: if actual.outside {
+                super::model::OUTSIDE.to_owned()
+            } else {
+                display_path(&actual.group)
+            },
+            to: display_path(&wish.group),
+        });
+    }
+    let compared = actual.params.is_some();
+    match &actual.params {
+        Some(params) => {
+            let names = wish.params.differing_names(params);
+            if !names.is_empty() {
+                changes.push(Change::Parameters { names });
+            }
+        }
+        None => {
+            let last = st.connections.get(&wish.identity.key());
+            if last.map(|o| o.fingerprint.as_str()) != Some(&wish.params.fingerprint(&st.salt)) {
+                changes.push(Change::ParametersChanged);
+            }
+        }
+    }
+    (changes, compared)
+}
+
+fn update_reason(
+    identity: &Identity,
+    wish: &DesiredConnection,
+    st: &State,
+    compared: bool,
+) -> String {
+    let Some(last) = st.connections.get(&identity.key()) else {
+        return "adopted: existing connection differs from the notes".to_owned();
+    };
+    // The wish is what the daemon last wrote, so Guacamole was edited.
+    let wish_unchanged = last.fingerprint == wish.params.fingerprint(&st.salt)
+        && last.name == wish.name
+        && last.group == wish.group;
+    if wish_unchanged {
+        if compared {
+            "drift: changed in Guacamole since the daemon wrote it".to_owned()
+        } else {
+            "drift: renamed or moved in Guacamole since the daemon wrote it".to_owned()
+        }
+    } else {
+        "notes, address or configuration changed".to_owned()
+    }
+}
+
+enum Verdict {
+    Delete(String),
+    Keep(String),
+}
+
+fn judge_undesired(
+    identity: &Identity,
+    want: &Desired,
+    st: &State,
+    now: u64,
+    s: &PlanSettings,
+    absence: &mut AbsenceUpdate,
+) -> Verdict {
+    let guest = &identity.guest;
+    if let Some(hold) = want.held.get(guest) {
+        return Verdict::Keep(format!("guest {guest}: {}", hold.as_str()));
+    }
+    if !want.clusters.contains(&guest.cluster) {
+        return Verdict::Keep(format!("cluster {} is not configured", guest.cluster));
+    }
+    if want.excluded.contains(guest) {
+        return Verdict::Delete(
+            "guest no longer selected (template, include or exclude)".to_owned(),
+        );
+    }
+    if want.present.contains(guest) {
+        return Verdict::Delete("credential block removed from the notes".to_owned());
+    }
+    if !want.complete_clusters.contains(&guest.cluster) {
+        return Verdict::Keep(format!(
+            "cluster {} was not fully observed: no deletes",
+            guest.cluster
+        ));
+    }
+    if !s.prune {
+        return Verdict::Keep("guest vanished; pruning is off".to_owned());
+    }
+    let since = match st.absent_since.get(&guest.to_string()) {
+        Some(t) => *t,
+        None => {
+            absence.start.insert(guest.clone(), now);
+            now
+        }
+    };
+    let absent_for = now.saturating_sub(since);
+    if absent_for >= s.prune_grace.as_secs() {
+        Verdict::Delete(format!(
+            "guest vanished from the cluster {}s ago (grace {}s)",
+            absent_for,
+            s.prune_grace.as_secs()
+        ))
+    } else {
+        Verdict::Keep(format!(
+            "guest vanished {}s ago; pruned after {}s",
+            absent_for,
+            s.prune_grace.as_secs()
+        ))
+    }
+}
+
+/// An object in the managed tree nobody claims: made by hand, or left from a
+/// lost state. Deleted only after the grace period, and only while every
+/// cluster was fully observed (it may belong to a guest we could not see).
+fn judge_orphan(
+    id: &str,
+    want: &Desired,
+    st: &State,
+    now: u64,
+    s: &PlanSettings,
+    absence: &mut AbsenceUpdate,
+) -> Verdict {
+    if want.complete_clusters != want.clusters || !want.held.is_empty() {
+        absence.orphan_clear.insert(id.to_owned());
+        return Verdict::Keep(
+            "unattributed; not every guest was fully observed: no deletes".to_owned(),
+        );
+    }
+    if !s.prune {
+        return Verdict::Keep("unattributed; pruning is off".to_owned());
+    }
+    let since = match st.orphan_since.get(id) {
+        Some(t) => *t,
+        None => {
+            absence.orphan_start.insert(id.to_owned(), now);
+            now
+        }
+    };
+    let age = now.saturating_sub(since);
+    if age >= s.prune_grace.as_secs() {
+        Verdict::Delete(format!(
+            "in the managed group but matches no credential block for {age}s"
+        ))
+    } else {
+        Verdict::Keep(format!(
+            "unattributed for {age}s; pruned after {}s",
+            s.prune_grace.as_secs()
+        ))
+    }
+}
+
+fn parse_guest_key(key: &str) -> Option<GuestKey> {
+    let (cluster, vmid) = key.rsplit_once('/')?;
+    Some(GuestKey {
+        cluster: cluster.to_owned(),
+        vmid: vmid.parse().ok()?,
+    })
+}
+
+struct GroupActions {
+    creates: Vec<PlannedAction>,
+    deletes: Vec<PlannedAction>,
+}
+
+/// Groups needed by desired connections are created (parents first); managed
+/// groups that will hold nothing are deleted (deepest first).
+fn group_actions(
+    want: &Desired,
+    have: &ManagedTree,
+    claimed: &BTreeSet<&str>,
+    deletes: &[PlannedAction],
+) -> GroupActions {
+    let mut needed: BTreeSet<GroupPath> = BTreeSet::new();
+    let mut add_with_parents = |path: &GroupPath| {
+        for n in 1..=path.len() {
+            needed.insert(path[..n].to_vec());
+        }
+    };
+    for conn in want.connections.values() {
+        add_with_parents(&conn.group);
+    }
+    let deleted: BTreeSet<&str> = deletes
+        .iter()
+        .filter_map(|a| match &a.action {
+            Action::Delete { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Connections that stay where they are (kept, hand-made, not deleted)
+    // hold their groups; claimed ones move to their desired group, already
+    // counted above.
+    for c in have.connections.values() {
+        if !claimed.contains(c.id.as_str()) && !deleted.contains(c.id.as_str()) {
+            add_with_parents(&c.group);
+        }
+    }
+
+    let mut creates: Vec<PlannedAction> = needed
+        .iter()
+        .filter(|p| !have.groups.contains_key(*p))
+        .map(|p| PlannedAction {
+            action: Action::CreateGroup { path: p.clone() },
+            reason: "needed by a connection".to_owned(),
+        })
+        .collect();
+    creates.sort_by_key(|a| match &a.action {
+        Action::CreateGroup { path } => path.len(),
+        _ => 0,
+    });
+
+    let mut deletes_g: Vec<PlannedAction> = have
+        .groups
+        .values()
+        .filter(|g| !needed.contains(&g.path))
+        .map(|g| PlannedAction {
+            action: Action::DeleteGroup {
+                id: g.id.clone(),
+                path: g.path.clone(),
+            },
+            reason: "managed group left empty".to_owned(),
+        })
+        .collect();
+    deletes_g.sort_by_key(|a| match &a.action {
+        Action::DeleteGroup { path, .. } => std::cmp::Reverse(path.len()),
+        _ => std::cmp::Reverse(0),
+    });
+    GroupActions {
+        creates,
+        deletes: deletes_g,
+    }
+}

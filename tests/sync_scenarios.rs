@@ -1,0 +1,493 @@
+//! The reconcile core end to end: the real engine against the lab, asserting
+//! the lab's resulting state and the requests it received.
+
+mod common;
+
+use common::*;
+use pve_guac_lab::guacamole::{GuacVersion, GuacamoleSeed};
+use pve_guac_lab::proxmox::ClusterSeed;
+use pve_guac_lab::{FaultRule, LabSeed};
+use pve_guac_sync::crypto::Keyring;
+use pve_guac_sync::notes;
+use pve_guac_sync::secret::Secret;
+
+const SYNC: &str = "  grouping: node\n  auto_encrypt: true\n  prune: {enabled: true, grace: 0s}";
+const ROOT: &str = "pve-guac-sync";
+
+/// The example cluster with the example Guacamole (hand-made objects the
+/// daemon must leave alone).
+fn seed() -> LabSeed {
+    LabSeed {
+        guacamole: GuacamoleSeed::example(),
+        ..LabSeed::default()
+    }
+}
+
+const EXPECTED: [&str; 6] = [
+    "admin@web01-rdp",
+    "admin@web01-ssh",
+    "dba@db01-ssh",
+    "files@files01-ssh",
+    "root@ct-dns-ssh",
+    "viewer@docker01-vnc",
+];
+
+fn conn_id(lab: &pve_guac_lab::Lab, name: &str) -> String {
+    lab.guacamole()
+        .connections()
+        .into_iter()
+        .find(|c| c.name == name && c.parent != "ROOT" && c.parent != "1")
+        .unwrap_or_else(|| panic!("no managed connection {name}"))
+        .identifier
+}
+
+fn params(lab: &pve_guac_lab::Lab, name: &str) -> std::collections::BTreeMap<String, String> {
+    lab.guacamole().parameters(&conn_id(lab, name)).unwrap()
+}
+
+#[tokio::test]
+async fn fresh_sync_creates_the_expected_tree_and_a_second_cycle_writes_nothing() {
+    let lab = lab(seed()).await;
+    let before_unmanaged = (
+        lab.guacamole().connection("1").unwrap(),
+        lab.guacamole().connection("2").unwrap(),
+    );
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let first = cycle(&engine).await;
+    assert_eq!(managed_names(&lab, ROOT), EXPECTED, "{:#?}", first.problems);
+    assert_eq!(first.summary.created, 6);
+    assert_eq!(first.summary.errors, 0, "{:#?}", first.outcome);
+
+    // Sub-groups by node under the managed root.
+    let g = lab.guacamole();
+    let root = g.find_group(ROOT).unwrap();
+    assert_eq!(root.parent, "ROOT");
+    let pve1 = g.groups().into_iter().find(|x| x.name == "pve1").unwrap();
+    assert_eq!(pve1.parent, root.identifier);
+    let web = g.connection(&conn_id(&lab, "admin@web01-rdp")).unwrap();
+    assert_eq!(web.parent, pve1.identifier);
+    assert_eq!(web.protocol, "rdp");
+
+    // Parameters: discovered address, default and explicit ports, settings,
+    // decrypted passwords.
+    let p = params(&lab, "admin@web01-rdp");
+    assert_eq!(p["hostname"], "192.0.2.10");
+    assert_eq!(p["port"], "3389");
+    assert_eq!(p["username"], "admin");
+    assert_eq!(p["password"], "S3cret");
+    let db = params(&lab, "dba@db01-ssh");
+    assert_eq!(
+        (db["port"].as_str(), db["password"].as_str()),
+        ("2222", "Enc-Passw0rd!")
+    );
+    let ct = params(&lab, "root@ct-dns-ssh");
+    assert_eq!(ct["hostname"], "192.0.2.50");
+    // The docker bridge inside the VM is not the guest's address.
+    let vnc = params(&lab, "viewer@docker01-vnc");
+    assert_eq!(vnc["hostname"], "203.0.113.20");
+    assert_eq!(vnc["read-only"], "true");
+
+    // Hand-made connections are exactly as they were.
+    assert_eq!(lab.guacamole().connection("1").unwrap(), before_unmanaged.0);
+    assert_eq!(lab.guacamole().connection("2").unwrap(), before_unmanaged.1);
+
+    // Plaintext passwords were encrypted in place; the locked guest waits.
+    let keyring = Keyring::new(&[Secret::new(NOTES_PASSPHRASE)]).unwrap();
+    let web_notes = lab.proxmox("lab").notes(100).unwrap();
+    assert!(
+        web_notes.starts_with(
+            "Web frontend, owned by team A.\nuser:\"admin\" encrypted_password:\"gAAAAA"
+        )
+    );
+    let parsed = notes::parse(&web_notes);
+    let cred = parsed.blocks[0].credential().unwrap();
+    match &cred.password {
+        notes::PasswordSource::Encrypted(t) => {
+            assert_eq!(keyring.decrypt(t).unwrap().expose(), "S3cret")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        lab.proxmox("lab")
+            .notes(108)
+            .unwrap()
+            .contains("pass:\"F1les!\"")
+    );
+
+    let mark = lab.request_mark();
+    let second = cycle(&engine).await;
+    assert_eq!(
+        writes(&lab, mark),
+        Vec::<String>::new(),
+        "{:?}",
+        second.summary
+    );
+    assert_eq!(second.summary.unchanged, 6);
+}
+
+#[tokio::test]
+async fn a_cycle_costs_one_listing_per_cluster_and_one_tree_call() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    let reqs = lab.requests_since(mark);
+    let count = |route: &str| reqs.iter().filter(|r| r.route == route).count();
+    assert_eq!(
+        count("GET /cluster/resources"),
+        1,
+        "{:#?}",
+        lab.request_counts()
+    );
+    assert_eq!(
+        count("GET /session/data/{ds}/connectionGroups/{id}/tree"),
+        1
+    );
+    // Parameters are not read again while the state file vouches for them.
+    assert_eq!(
+        count("GET /session/data/{ds}/connections/{id}/parameters"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_unmanaged_connection_with_our_name_is_left_alone() {
+    let mut seed = seed();
+    seed.guacamole = seed.guacamole.connection(
+        pve_guac_lab::guacamole::ConnectionSeed::new("admin@web01-rdp", "rdp")
+            .identifier(50)
+            .parameter("hostname", "198.51.100.99"),
+    );
+    let lab = lab(seed).await;
+    let setup = config(&lab, SYNC);
+    cycle(&engine(&setup)).await;
+    let theirs = lab.guacamole().connection("50").unwrap();
+    assert_eq!(theirs.parent, "ROOT");
+    assert_eq!(theirs.parameters["hostname"], "198.51.100.99");
+    assert_eq!(params(&lab, "admin@web01-rdp")["hostname"], "192.0.2.10");
+}
+
+#[tokio::test]
+async fn note_edits_rename_and_password_change_update_the_same_connection() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let id = conn_id(&lab, "admin@web01-rdp");
+
+    let pve = lab.proxmox("lab");
+    pve.set_notes(
+        100,
+        "user:\"admin\" pass:\"N3w-pass\" protos:\"rdp,ssh,vnc\" confName:\"{vmname} ({proto})\";",
+    );
+    let report = cycle(&engine).await;
+    assert_eq!(
+        (report.summary.created, report.summary.updated),
+        (1, 2),
+        "{:#?}",
+        report.plan.actions
+    );
+    let renamed = lab.guacamole().connection(&id).unwrap();
+    assert_eq!(renamed.name, "web01 (rdp)");
+    assert_eq!(renamed.parameters["password"], "N3w-pass");
+    assert!(managed_names(&lab, ROOT).contains(&"web01 (vnc)".to_owned()));
+}
+
+#[tokio::test]
+async fn a_removed_block_is_deleted_and_a_vanished_guest_is_pruned() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let pve = lab.proxmox("lab");
+    pve.set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");
+    assert!(pve.remove_guest(200));
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.deleted, 2, "{:#?}", report.plan.actions);
+    let names = managed_names(&lab, ROOT);
+    assert!(!names.contains(&"admin@web01-ssh".to_owned()));
+    assert!(!names.contains(&"root@ct-dns-ssh".to_owned()));
+    assert!(names.contains(&"admin@web01-rdp".to_owned()));
+}
+
+#[tokio::test]
+async fn a_vanished_guest_waits_for_the_grace_period() {
+    let lab = lab(seed()).await;
+    let setup = config(
+        &lab,
+        "  grouping: node\n  prune: {enabled: true, grace: 1h}",
+    );
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    lab.proxmox("lab").remove_guest(200);
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.deleted, 0);
+    assert!(managed_names(&lab, ROOT).contains(&"root@ct-dns-ssh".to_owned()));
+    assert!(
+        report.plan.kept[0].reason.contains("pruned after 3600s"),
+        "{:?}",
+        report.plan.kept
+    );
+}
+
+#[tokio::test]
+async fn offline_node_and_failing_listing_delete_nothing() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let before = managed_names(&lab, ROOT);
+
+    // pve3 goes offline: docker01 (on pve3) keeps its connection.
+    lab.proxmox("lab").set_node_online("pve3", false);
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(managed_names(&lab, ROOT), before);
+    assert!(writes(&lab, mark).is_empty(), "{:?}", report.summary);
+
+    // The listing fails while a guest is gone: no deletes that cycle.
+    lab.proxmox("lab").set_node_online("pve3", true);
+    lab.proxmox("lab").remove_guest(200);
+    lab.faults("lab").add(
+        FaultRule::error(500)
+            .path_prefix("/api2/json/cluster/resources")
+            .times(10),
+    );
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(managed_names(&lab, ROOT), before);
+    assert!(writes(&lab, mark).is_empty(), "{:?}", report.summary);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("guest listing failed")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn a_bad_block_keeps_the_old_connections_unchanged() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let before = params(&lab, "admin@web01-ssh");
+    lab.proxmox("lab").set_notes(
+        100,
+        "user:\"admin\" pass:\"changed\" protos:\"rdp,ssh\" ssh_port:\"99999\";",
+    );
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty(), "{:#?}", report.plan.actions);
+    assert_eq!(params(&lab, "admin@web01-ssh"), before);
+    assert!(managed_names(&lab, ROOT).contains(&"admin@web01-rdp".to_owned()));
+    let problem = report
+        .problems
+        .iter()
+        .find(|p| p.contains("vmid 100"))
+        .unwrap();
+    assert!(problem.contains("key ssh_port"), "{problem}");
+    assert!(!problem.contains("changed"), "{problem}");
+}
+
+#[tokio::test]
+async fn a_digest_race_preserves_the_human_edit() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let human = "Edited by a human meanwhile.\nuser:\"admin\" pass:\"Hum4n\" protos:\"rdp\";";
+    lab.proxmox("lab").inject_digest_race(100, human);
+    let report = cycle(&engine).await;
+    assert_eq!(lab.proxmox("lab").notes(100).unwrap(), human);
+    assert!(
+        report
+            .outcome
+            .results
+            .iter()
+            .any(|r| format!("{r:?}").contains("digest_mismatch"))
+    );
+    // The next cycle migrates what the human wrote.
+    cycle(&engine).await;
+    let notes = lab.proxmox("lab").notes(100).unwrap();
+    assert!(
+        notes.starts_with(
+            "Edited by a human meanwhile.\nuser:\"admin\" encrypted_password:\"gAAAAA"
+        ),
+        "{notes}"
+    );
+}
+
+#[tokio::test]
+async fn the_change_budget_is_respected_and_reported() {
+    let lab = lab(seed()).await;
+    let setup = config(
+        &lab,
+        &format!("{SYNC}\n  max_changes_per_cycle: 3\n  auto_encrypt: false")
+            .replace("  auto_encrypt: true\n", ""),
+    );
+    let engine = engine(&setup);
+    let first = cycle(&engine).await;
+    let writes_made = first.summary.created + first.summary.groups_created;
+    assert_eq!(writes_made, 3, "{:?}", first.summary);
+    assert!(first.summary.pending > 0);
+    let mut cycles = 1;
+    while cycle(&engine).await.summary.pending > 0 {
+        cycles += 1;
+        assert!(cycles < 10, "never converged");
+    }
+    assert_eq!(managed_names(&lab, ROOT), EXPECTED);
+}
+
+#[tokio::test]
+async fn guacamole_1_5_converges_with_per_object_calls() {
+    let mut seed = seed();
+    seed.guacamole = GuacamoleSeed::example().version(GuacVersion::V1_5);
+    let lab = lab(seed).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert_eq!(managed_names(&lab, ROOT), EXPECTED);
+    let posts = lab
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| {
+            r.server == "guacamole" && r.method == "POST" && r.path.ends_with("/connections")
+        })
+        .count();
+    assert_eq!(posts, 6);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn guacamole_1_6_writes_in_patch_batches() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let mark = lab.request_mark();
+    cycle(&engine(&setup)).await;
+    let guac_writes: Vec<_> = lab
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.server == "guacamole" && r.is_write())
+        .map(|r| {
+            let batch = r.json.as_ref().and_then(|j| j.as_array()).map(|a| a.len());
+            (r.route, batch)
+        })
+        .collect();
+    // Root group, the version probe (an empty PATCH), then one batch of
+    // sub-groups and one of connections.
+    let patch = |dir: &str, n| (format!("PATCH /session/data/{{ds}}/{dir}"), Some(n));
+    assert_eq!(
+        guac_writes,
+        [
+            ("POST /session/data/{ds}/connectionGroups".to_owned(), None),
+            patch("connections", 0),
+            patch("connectionGroups", 2),
+            patch("connections", 6),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn two_clusters_sync_into_one_guacamole() {
+    let mut seed = LabSeed::with_clusters(vec![
+        ClusterSeed::example("east"),
+        ClusterSeed::example("west"),
+    ]);
+    seed.guacamole = GuacamoleSeed::example();
+    let lab = lab(seed).await;
+    let setup = config(&lab, "  grouping: cluster");
+    let engine = engine(&setup);
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.created, 12, "{:?}", report.problems);
+    let g = lab.guacamole();
+    for cluster in ["east", "west"] {
+        let group = g.groups().into_iter().find(|x| x.name == cluster).unwrap();
+        let n = g
+            .connections()
+            .into_iter()
+            .filter(|c| c.parent == group.identifier)
+            .count();
+        assert_eq!(n, 6, "{cluster}");
+    }
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn hand_edits_in_guacamole_are_put_back() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let id = conn_id(&lab, "admin@web01-rdp");
+    let g = lab.guacamole();
+    // Name and place are visible in every cycle's tree.
+    g.rename_connection(&id, "renamed by hand");
+    g.move_connection(&id, "ROOT");
+    assert_eq!(cycle(&engine).await.summary.updated, 1);
+    // A parameter edit is found by the periodic full verification.
+    g.set_parameter(&id, "hostname", Some("198.51.100.66"));
+    assert_eq!(cycle(&engine).await.summary.updated, 0);
+    let report = engine
+        .cycle(pve_guac_sync::reconcile::cycle::Mode::Apply, true)
+        .await
+        .unwrap();
+    assert!(
+        report.plan.actions[0].reason.starts_with("drift"),
+        "{:?}",
+        report.plan.actions
+    );
+    assert_eq!(report.summary.updated, 1, "{:#?}", report.plan.actions);
+    let c = g.connection(&id).unwrap();
+    assert_eq!(c.name, "admin@web01-rdp");
+    assert_eq!(c.parameters["hostname"], "192.0.2.10");
+    assert_ne!(c.parent, "ROOT");
+}
+
+#[tokio::test]
+async fn dry_run_writes_nothing() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, &format!("{SYNC}\n  dry_run: true"));
+    let engine = engine(&setup);
+    let mark = lab.request_mark();
+    let report = engine
+        .cycle(pve_guac_sync::reconcile::cycle::Mode::DryRun, false)
+        .await
+        .unwrap();
+    assert!(writes(&lab, mark).is_empty());
+    assert!(report.summary.dry_run);
+    assert!(report.summary.pending >= 6);
+    assert!(managed_names(&lab, ROOT).is_empty());
+}
+
+#[tokio::test]
+async fn excluding_a_guest_removes_its_connections_and_nothing_else() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    cycle(&engine(&setup)).await;
+    // The operator excludes the `web` tag (web01) and reloads.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let text = text.replace("sync:\n", "sync:\n  exclude: {tags: [web]}\n");
+    std::fs::write(&setup.config, text).unwrap();
+    let report = cycle(&engine(&setup)).await;
+    assert_eq!(report.summary.deleted, 2, "{:#?}", report.plan.actions);
+    assert!(
+        report
+            .plan
+            .actions
+            .iter()
+            .all(|a| a.reason.starts_with("guest no longer selected"))
+    );
+    let names = managed_names(&lab, ROOT);
+    assert_eq!(names.len(), 4);
+    assert!(!names.iter().any(|n| n.contains("web01")));
+}
