@@ -101,6 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     print!("{}", render_tree(&g.tree(), 0));
     engine.close().await;
     lab.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(0)
 }
 

@@ -72,7 +72,7 @@ fn run_lint(args: LintArgs) -> anyhow::Result<i32> {
         vmname: args.vmname,
         // Without --ip, `{ip}` renders as itself so names stay readable.
         address: Some(args.ip.unwrap_or_else(|| "{ip}".to_owned())),
-        hostname: short_hostname(),
+        hostname: crate::host::short_hostname(),
     };
     let parsed = notes::parse(&text);
     let resolution = parsed.resolve(&ctx, &NotesPolicy::default(), passwords);
@@ -143,12 +143,4 @@ pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String 
         errors.len()
     ));
     out
-}
-
-fn short_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .and_then(|h| h.trim().split('.').next().map(str::to_owned))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -24,7 +24,7 @@ use crate::discovery::AddressSource;
 use crate::discovery::sources::GuestInterfaces;
 use crate::guacamole::{GroupSpec, GuacamoleError, ROOT_GROUP};
 use crate::notes::{NotesPolicy, settings::ExtraAllowed};
-use crate::proxmox::{self, ProxmoxClient, ProxmoxError};
+use crate::proxmox::{ProxmoxClient, ProxmoxError};
 use crate::state::{CachedAddress, StateError, StateStore};
 
 /// What a cycle may do.
@@ -113,7 +113,7 @@ impl Engine {
         Ok(Engine {
             policy: notes_policy(&settings),
             store: StateStore::new(&settings.state_dir),
-            hostname: short_hostname(),
+            hostname: crate::host::short_hostname(),
             keyring,
             sources,
             clients,
@@ -307,14 +307,6 @@ pub fn unix_now() -> u64 {
         .as_secs()
 }
 
-fn short_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .and_then(|h| h.trim().split('.').next().map(str::to_owned))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 /// Writes migrated notes through the Proxmox client of the guest's cluster.
 struct ProxmoxNotesWriter<'a> {
     clients: &'a BTreeMap<String, Arc<ProxmoxClient>>,
@@ -328,10 +320,7 @@ impl NotesWriter for ProxmoxNotesWriter<'_> {
                 .clients
                 .get(&rewrite.guest.cluster)
                 .ok_or_else(|| NotesWriteError::UnknownCluster(rewrite.guest.cluster.clone()))?;
-            let kind = match rewrite.kind {
-                super::model::GuestKind::Qemu => proxmox::GuestKind::Qemu,
-                super::model::GuestKind::Lxc => proxmox::GuestKind::Lxc,
-            };
+            let kind = rewrite.kind;
             let vmid = rewrite.guest.vmid;
             client
                 .set_notes(

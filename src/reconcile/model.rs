@@ -313,21 +313,7 @@ impl fmt::Debug for NotesRewrite {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuestKind {
-    Qemu,
-    Lxc,
-}
-
-impl GuestKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GuestKind::Qemu => "qemu",
-            GuestKind::Lxc => "lxc",
-        }
-    }
-}
+pub use crate::proxmox::GuestKind;
 
 /// A group under (or equal to) the managed root, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]

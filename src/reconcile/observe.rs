@@ -16,7 +16,7 @@ use super::model::{
 };
 use crate::config::Selector;
 use crate::discovery::{AddressEvidence, AddressSource, GuestFacts, resolve_first};
-use crate::guacamole::{GuacamoleClient, GuacamoleError, ROOT_GROUP, TreeGroup};
+use crate::guacamole::{Connection, GuacamoleClient, GuacamoleError, ROOT_GROUP, TreeGroup};
 use crate::proxmox::{self, ClusterResource, ProxmoxClient};
 use crate::state::CachedAddress;
 
@@ -77,10 +77,7 @@ async fn observe_guest(
         cluster: cluster.name.to_owned(),
         vmid: r.vmid,
     };
-    let kind = match r.kind {
-        proxmox::GuestKind::Qemu => GuestKind::Qemu,
-        proxmox::GuestKind::Lxc => GuestKind::Lxc,
-    };
+    let kind = r.kind;
     let status = r.status.clone().unwrap_or_else(|| "unknown".to_owned());
     let mut guest = GuestObservation {
         name: r.name.clone().unwrap_or_else(|| default_name(kind, r.vmid)),
@@ -186,36 +183,29 @@ fn collect_outside(group: &TreeGroup, root_id: Option<&str>, tree: &mut ManagedT
         return;
     }
     for c in &group.child_connections {
-        tree.outside.insert(
-            c.identifier.clone(),
-            ManagedConnection {
-                id: c.identifier.clone(),
-                name: c.name.clone(),
-                group: Vec::new(),
-                protocol: c.protocol.clone(),
-                params: None,
-                outside: true,
-            },
-        );
+        tree.outside
+            .insert(c.identifier.clone(), observed(c, Vec::new(), true));
     }
     for g in &group.child_connection_groups {
         collect_outside(g, root_id, tree);
     }
 }
 
+fn observed(c: &Connection, group: GroupPath, outside: bool) -> ManagedConnection {
+    ManagedConnection {
+        id: c.identifier.clone(),
+        name: c.name.clone(),
+        group,
+        protocol: c.protocol.clone(),
+        params: None,
+        outside,
+    }
+}
+
 fn walk(group: &TreeGroup, path: GroupPath, tree: &mut ManagedTree) {
     for c in &group.child_connections {
-        tree.connections.insert(
-            c.identifier.clone(),
-            ManagedConnection {
-                id: c.identifier.clone(),
-                name: c.name.clone(),
-                group: path.clone(),
-                protocol: c.protocol.clone(),
-                params: None,
-                outside: false,
-            },
-        );
+        tree.connections
+            .insert(c.identifier.clone(), observed(c, path.clone(), false));
     }
     for g in &group.child_connection_groups {
         let mut child = path.clone();

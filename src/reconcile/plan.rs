@@ -465,27 +465,31 @@ fn judge_undesired(
     if !s.prune {
         return Verdict::Keep("guest vanished; pruning is off".to_owned());
     }
-    let since = match st.absent_since.get(&guest.to_string()) {
-        Some(t) => *t,
-        None => {
-            absence.start.insert(guest.clone(), now);
-            now
-        }
-    };
-    let absent_for = now.saturating_sub(since);
-    if absent_for >= s.prune_grace.as_secs() {
-        Verdict::Delete(format!(
-            "guest vanished from the cluster {}s ago (grace {}s)",
-            absent_for,
-            s.prune_grace.as_secs()
-        ))
-    } else {
-        Verdict::Keep(format!(
-            "guest vanished {}s ago; pruned after {}s",
-            absent_for,
-            s.prune_grace.as_secs()
-        ))
+    let since = st.absent_since.get(&guest.to_string()).copied();
+    if since.is_none() {
+        absence.start.insert(guest.clone(), now);
     }
+    after_grace(since, now, s, |age, grace| {
+        if age >= grace {
+            Verdict::Delete(format!(
+                "guest vanished from the cluster {age}s ago (grace {grace}s)"
+            ))
+        } else {
+            Verdict::Keep(format!("guest vanished {age}s ago; pruned after {grace}s"))
+        }
+    })
+}
+
+/// How long something has been waiting (`since`: the recorded start, or
+/// none yet, i.e. it starts now), judged against the prune grace.
+fn after_grace(
+    since: Option<u64>,
+    now: u64,
+    s: &PlanSettings,
+    verdict: impl FnOnce(u64, u64) -> Verdict,
+) -> Verdict {
+    let age = now.saturating_sub(since.unwrap_or(now));
+    verdict(age, s.prune_grace.as_secs())
 }
 
 /// An object in the managed tree nobody claims: made by hand, or left from a
@@ -508,24 +512,19 @@ fn judge_orphan(
     if !s.prune {
         return Verdict::Keep("unattributed; pruning is off".to_owned());
     }
-    let since = match st.orphan_since.get(id) {
-        Some(t) => *t,
-        None => {
-            absence.orphan_start.insert(id.to_owned(), now);
-            now
-        }
-    };
-    let age = now.saturating_sub(since);
-    if age >= s.prune_grace.as_secs() {
-        Verdict::Delete(format!(
-            "in the managed group but matches no credential block for {age}s"
-        ))
-    } else {
-        Verdict::Keep(format!(
-            "unattributed for {age}s; pruned after {}s",
-            s.prune_grace.as_secs()
-        ))
+    let since = st.orphan_since.get(id).copied();
+    if since.is_none() {
+        absence.orphan_start.insert(id.to_owned(), now);
     }
+    after_grace(since, now, s, |age, grace| {
+        if age >= grace {
+            Verdict::Delete(format!(
+                "in the managed group but matches no credential block for {age}s"
+            ))
+        } else {
+            Verdict::Keep(format!("unattributed for {age}s; pruned after {grace}s"))
+        }
+    })
 }
 
 fn parse_guest_key(key: &str) -> Option<GuestKey> {

@@ -76,6 +76,20 @@ pub fn writes(lab: &Lab, mark: pve_guac_lab::RequestMark) -> Vec<String> {
         .collect()
 }
 
+/// Requests that change state: writes other than the session's own logout
+/// and the harmless version probe (an empty `PATCH []`).
+pub fn changes(lab: &Lab, mark: pve_guac_lab::RequestMark) -> Vec<String> {
+    lab.requests_since(mark)
+        .into_iter()
+        .filter(|r| {
+            r.is_write()
+                && !r.route.ends_with("/session")
+                && r.json != Some(serde_json::Value::Array(Vec::new()))
+        })
+        .map(|r| format!("{} {} -> {}", r.server, r.route, r.status))
+        .collect()
+}
+
 /// Managed connection names (under the root group, any depth), sorted.
 pub fn managed_names(lab: &Lab, root: &str) -> Vec<String> {
     let g = lab.guacamole();
