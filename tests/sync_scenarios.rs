@@ -260,6 +260,10 @@ async fn offline_node_and_failing_listing_delete_nothing() {
     let report = cycle(&engine).await;
     assert_eq!(managed_names(&lab, ROOT), before);
     assert!(writes(&lab, mark).is_empty(), "{:?}", report.summary);
+    assert_eq!(
+        report.summary.errors, 1,
+        "an unobserved cluster is an error"
+    );
     assert!(
         report
             .problems

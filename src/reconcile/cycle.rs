@@ -167,7 +167,11 @@ impl Engine {
             parameters_needed(&want, &claims, &st, now, &self.plan_settings())
         };
         let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
-        problems.extend(fill_parameters(guac, &mut tree, &ids).await);
+        let read_failures = fill_parameters(guac, &mut tree, &ids).await;
+        // A cluster that could not be fully observed, or a parameter set that
+        // could not be read, means the cycle did not converge.
+        let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
+        problems.extend(read_failures);
         let the_plan = plan(&want, &tree, &st, now, &self.plan_settings());
 
         let outcome = match mode {
@@ -202,6 +206,7 @@ impl Engine {
         };
 
         let mut summary = record(&the_plan, &outcome, &want, &mut st, now);
+        summary.errors += observe_errors;
         if mode == Mode::PlanOnly {
             summary.pending = the_plan.actions.len();
         }
