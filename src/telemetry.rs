@@ -2,6 +2,8 @@
 //! journal), text on a terminal, or JSON lines. Audit events use the target
 //! `pve_guac_sync::audit` with structured fields and never carry secrets.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
@@ -43,6 +45,7 @@ where
 {
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
 }

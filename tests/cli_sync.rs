@@ -173,3 +173,44 @@ async fn once_dry_run_logs_instead_of_writing() {
             .contains("pass:\"S3cret\"")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_is_an_audit_event_without_secrets() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pve-guac-sync"));
+    cmd.arg("--config")
+        .arg(&setup.config)
+        .args(["once"])
+        .env("PVE_GUAC_SYNC_LOG", "info");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("action=")).collect();
+    // Root group, 2 sub-groups, 6 connections, 6 note rewrites.
+    assert_eq!(audit.len(), 15, "{log}");
+    let create = audit
+        .iter()
+        .find(|l| l.contains("identity=lab/100/admin/rdp"))
+        .unwrap();
+    for field in [
+        "action=\"create\"",
+        "guest=lab/100",
+        "guacamole_id=",
+        "reason=",
+        "result=\"done\"",
+    ] {
+        assert!(create.contains(field), "{field} missing: {create}");
+    }
+    for secret in [
+        "S3cret",
+        "Enc-Passw0rd!",
+        "F1les!",
+        TOKEN_SECRET,
+        "guacadmin\"",
+        "gAAAAA",
+    ] {
+        assert!(!log.contains(secret), "{secret} leaked: {log}");
+    }
+}

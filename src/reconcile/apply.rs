@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::future::join_all;
 use tracing::{info, warn};
 
-use super::model::{GroupPath, display_path};
+use super::model::{GroupPath, NotesRewrite, display_path};
 use super::notes_write::NotesWriter;
 use super::plan::{Action, Plan, PlannedAction};
 use super::record::{ActionResult, Outcome};
@@ -53,25 +54,40 @@ pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Out
     let stage =
         |a: &PlannedAction| matches!(a.action, Action::Create { .. } | Action::Update { .. });
     run_directory_stage(plan, &mut results, &cx, stage).await;
-    for (i, a) in plan.actions.iter().enumerate() {
-        if let (None, Action::RewriteNotes { rewrite }) = (&results[i], &a.action) {
-            let result = match cx.notes.write(rewrite).await {
-                Ok(()) => ActionResult::Done { id: None },
-                Err(e) => ActionResult::Failed {
-                    error: e.label().to_owned(),
-                    message: e.to_string(),
-                },
-            };
-            audit(a, &result);
-            results[i] = Some(result);
-        }
-    }
+    rewrite_notes(plan, &mut results, cx.notes).await;
     let deletes = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
     run_directory_stage(plan, &mut results, &cx, deletes).await;
     defer_groups_still_in_use(plan, &mut results);
     let group_deletes = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
     run_directory_stage(plan, &mut results, &cx, group_deletes).await;
     finish(plan, results)
+}
+
+/// Note rewrites touch different guests, so they go out together (the
+/// Proxmox client's limits still pace them).
+async fn rewrite_notes(plan: &Plan, results: &mut [Option<ActionResult>], notes: &dyn NotesWriter) {
+    let pending: Vec<(usize, &NotesRewrite)> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| results[*i].is_none())
+        .filter_map(|(i, a)| match &a.action {
+            Action::RewriteNotes { rewrite } => Some((i, rewrite)),
+            _ => None,
+        })
+        .collect();
+    let written = join_all(pending.iter().map(|(_, r)| notes.write(r))).await;
+    for ((i, _), outcome) in pending.into_iter().zip(written) {
+        let result = match outcome {
+            Ok(()) => ActionResult::Done { id: None },
+            Err(e) => ActionResult::Failed {
+                error: e.label().to_owned(),
+                message: e.to_string(),
+            },
+        };
+        audit(&plan.actions[i], &result);
+        results[i] = Some(result);
+    }
 }
 
 fn finish(plan: &Plan, results: Vec<Option<ActionResult>>) -> Outcome {
@@ -310,21 +326,30 @@ fn audit(a: &PlannedAction, result: &ActionResult) {
         ) => id.clone(),
         _ => String::new(),
     };
+    let guest = match &a.action {
+        Action::RewriteNotes { rewrite } => rewrite.guest.to_string(),
+        other => other
+            .identity()
+            .map(|i| i.guest.to_string())
+            .unwrap_or_default(),
+    };
     let group = match &a.action {
         Action::CreateGroup { path } | Action::DeleteGroup { path, .. } => display_path(path),
         Action::Create { connection, .. } | Action::Update { connection, .. } => {
             display_path(&connection.group)
         }
         Action::Delete { group, .. } => display_path(group),
-        Action::RewriteNotes { rewrite } => rewrite.guest.to_string(),
+        Action::RewriteNotes { .. } => String::new(),
     };
     if matches!(result, ActionResult::Failed { .. }) {
         warn!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
-            guacamole_id = %id, group = %group, reason = %a.reason, result = outcome, error = %error,
+            guest = %guest, guacamole_id = %id, group = %group, reason = %a.reason,
+            result = outcome, error = %error,
             "{} failed", a.action.describe());
     } else {
         info!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
-            guacamole_id = %id, group = %group, reason = %a.reason, result = outcome,
+            guest = %guest, guacamole_id = %id, group = %group, reason = %a.reason,
+            result = outcome,
             "{}", a.action.describe());
     }
 }

@@ -43,7 +43,7 @@ pub fn config(lab: &Lab, sync: &str) -> Setup {
             .map(|e| format!("\"{e}\""))
             .collect();
         clusters.push_str(&format!(
-            "    - name: {name}\n      endpoints: [{}]\n      token_id: \"{TOKEN_ID}\"\n      token_secret: \"{TOKEN_SECRET}\"\n      tls: {{fingerprint_sha256: \"{fp}\"}}\n      retry: {{max_attempts: 2, base_delay: 10ms, max_delay: 200ms}}\n      timeouts: {{connect: 2s, request: 10s}}\n",
+            "    - name: {name}\n      endpoints: [{}]\n      token_id: \"{TOKEN_ID}\"\n      token_secret: \"{TOKEN_SECRET}\"\n      tls: {{fingerprint_sha256: \"{fp}\"}}\n      retry: {{max_attempts: 2, base_delay: 10ms, max_delay: 200ms}}\n      timeouts: {{connect: 2s, request: 10s}}\n      rate_limit: {{per_second: 1000, burst: 100}}\n",
             endpoints.join(", ")
         ));
     }
