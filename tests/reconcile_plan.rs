@@ -471,3 +471,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_group_is_not_deleted_while_a_connection_is_moving_out_of_it() {
+    let a = ident("lab", 100, "admin", "rdp");
+    let mut server = Server::default();
+    let mut st = State::new();
+    server.cycle(
+        &desired(vec![conn(&a, "a", &["old"], "192.0.2.10", "pw")]),
+        &mut st,
+        0,
+    );
+    let want = desired(vec![conn(&a, "a", &["new"], "192.0.2.10", "pw")]);
+    let p = plan(&want, &server.observe(&want, &st, 1), &st, 1, &settings());
+    // The move is an update; deleting "old" now would take the connection
+    // with it if the update were deferred or failed.
+    assert_eq!(kinds(&p), ["create_group", "update"], "{p:#?}");
+    server.cycle(&want, &mut st, 1);
+    let p = plan(&want, &server.observe(&want, &st, 2), &st, 2, &settings());
+    assert_eq!(kinds(&p), ["delete_group"]);
+}

@@ -495,3 +495,21 @@ async fn excluding_a_guest_removes_its_connections_and_nothing_else() {
     assert_eq!(names.len(), 4);
     assert!(!names.iter().any(|n| n.contains("web01")));
 }
+
+#[tokio::test]
+async fn a_connection_deleted_by_hand_is_created_again_and_forgotten() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let old = conn_id(&lab, "admin@web01-rdp");
+    lab.guacamole().delete_connection(&old);
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.created, 1);
+    let new = conn_id(&lab, "admin@web01-rdp");
+    assert_ne!(new, old);
+    let state = std::fs::read_to_string(setup.dir.path().join("state/state.json")).unwrap();
+    assert!(state.contains(&format!("\"id\": \"{new}\"")), "{state}");
+    assert!(!state.contains(&format!("\"id\": \"{old}\"")), "{state}");
+    assert!(!state.contains("S3cret"));
+}

@@ -160,6 +160,11 @@ impl Engine {
 
         let guac = &self.clients.guacamole;
         let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
+        // Objects deleted by hand (or by a cycle whose record was lost) leave
+        // nothing to own; their identities get created afresh if desired.
+        st.connections.retain(|_, o| tree.find(&o.id).is_some());
+        st.orphan_since
+            .retain(|id, _| tree.connections.contains_key(id));
         let claims = claim(&want, &tree, &st);
         let ids = if verify_all {
             claims.owned.values().cloned().collect()

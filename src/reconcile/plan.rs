@@ -347,8 +347,7 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
         }
     }
 
-    let claimed_ids: BTreeSet<&str> = claimed.iter().map(|s| s.as_str()).collect();
-    let groups = group_actions(want, have, &claimed_ids, &deletes);
+    let groups = group_actions(want, have, &deletes);
     p.actions.extend(groups.creates);
     p.actions.extend(creates);
     p.actions.extend(updates);
@@ -542,12 +541,7 @@ struct GroupActions {
 
 /// Groups needed by desired connections are created (parents first); managed
 /// groups that will hold nothing are deleted (deepest first).
-fn group_actions(
-    want: &Desired,
-    have: &ManagedTree,
-    claimed: &BTreeSet<&str>,
-    deletes: &[PlannedAction],
-) -> GroupActions {
+fn group_actions(want: &Desired, have: &ManagedTree, deletes: &[PlannedAction]) -> GroupActions {
     let mut needed: BTreeSet<GroupPath> = BTreeSet::new();
     let mut add_with_parents = |path: &GroupPath| {
         for n in 1..=path.len() {
@@ -564,11 +558,11 @@ fn group_actions(
             _ => None,
         })
         .collect();
-    // Connections that stay where they are (kept, hand-made, not deleted)
-    // hold their groups; claimed ones move to their desired group, already
-    // counted above.
+    // Every connection not deleted by this plan holds the group it is in now,
+    // even one about to move out: Guacamole deletes groups recursively, and
+    // the move may be deferred or fail. The emptied group goes next cycle.
     for c in have.connections.values() {
-        if !claimed.contains(c.id.as_str()) && !deleted.contains(c.id.as_str()) {
+        if !deleted.contains(c.id.as_str()) {
             add_with_parents(&c.group);
         }
     }
