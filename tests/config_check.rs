@@ -148,7 +148,7 @@ fn a_minimal_file_validates_with_defaults() {
     assert!(run.stdout.contains("managed group \"pve-guac-sync\""));
     assert!(
         run.stdout.contains(
-            "TLS system roots, timeouts 5s/30s, 20/s burst 10, concurrency 8, 3 attempts"
+            "TLS system roots, timeouts 5s/45s, 20/s burst 10, concurrency 8, 3 attempts"
         )
     );
     assert!(run.stdout.contains("state: /var/lib/pve-guac-sync"));

@@ -157,8 +157,9 @@ fn defaults_fill_everything_left_out() {
     assert_eq!(s.guacamole.api.concurrency.get(), 4);
     assert_eq!(
         s.proxmox.clusters[0].api.timeouts.request,
-        Duration::from_secs(30)
+        Duration::from_secs(45)
     );
+    assert_eq!(s.guacamole.api.timeouts.request, Duration::from_secs(30));
     assert_eq!(s.logging.level, "info");
 }
 

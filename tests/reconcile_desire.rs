@@ -262,3 +262,36 @@ fn a_dns_host_is_refused_when_allowed_networks_are_set() {
         want.problems
     );
 }
+
+#[test]
+fn notes_that_encryption_would_push_past_8192_characters_are_left_alone() {
+    let f = Fixture::new();
+    let filler = "x".repeat(8100);
+    let notes = format!("{filler}\nuser:a pass:p protos:rdp;");
+    let want = desire(
+        &cluster(vec![guest(101, &notes, Some("192.0.2.10"))]),
+        &f.settings(Grouping::None, true),
+    );
+    assert!(want.rewrites.is_empty());
+    assert_eq!(want.connections.len(), 1);
+    assert!(
+        want.problems[0].message.contains("8192"),
+        "{:?}",
+        want.problems
+    );
+}
+
+#[test]
+fn a_group_name_longer_than_guacamole_allows_is_a_block_error() {
+    let f = Fixture::new();
+    let notes = format!(
+        "user:a pass:p protos:rdp group:\"Lab/{}\";",
+        "g".repeat(129)
+    );
+    let want = desire(
+        &cluster(vec![guest(101, &notes, Some("192.0.2.10"))]),
+        &f.settings(Grouping::None, false),
+    );
+    assert!(want.connections.is_empty());
+    assert_eq!(want.held.values().next(), Some(&HoldReason::BlockError));
+}

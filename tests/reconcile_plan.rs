@@ -18,6 +18,7 @@ fn settings() -> PlanSettings {
         prune: true,
         prune_grace: Duration::from_secs(GRACE),
         verify_interval: Duration::from_secs(3600),
+        prune_groups: true,
     }
 }
 
@@ -78,6 +79,7 @@ impl Server {
                             protocol: proto.clone(),
                             params: None,
                             outside: false,
+                            attributes: Default::default(),
                         },
                     )
                 })

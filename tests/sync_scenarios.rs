@@ -513,3 +513,124 @@ async fn a_connection_deleted_by_hand_is_created_again_and_forgotten() {
     assert!(!state.contains(&format!("\"id\": \"{old}\"")), "{state}");
     assert!(!state.contains("S3cret"));
 }
+
+#[tokio::test]
+async fn an_update_keeps_the_attributes_an_operator_set() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let id = conn_id(&lab, "admin@web01-rdp");
+    let g = lab.guacamole();
+    assert!(g.set_attributes(
+        &id,
+        &[("guacd-hostname", "guacd-dmz"), ("max-connections", "2")]
+    ));
+    lab.proxmox("lab")
+        .set_notes(100, "user:\"admin\" pass:\"N3w\" protos:\"rdp,ssh\";");
+    assert_eq!(cycle(&engine).await.summary.updated, 2);
+    let attrs = g.connection(&id).unwrap().attributes;
+    assert_eq!(attrs["guacd-hostname"].as_deref(), Some("guacd-dmz"));
+    assert_eq!(attrs["max-connections"].as_deref(), Some("2"));
+    assert_eq!(g.parameters(&id).unwrap()["password"], "N3w");
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+async fn swap_names(version: GuacVersion) {
+    let mut seed = seed();
+    seed.guacamole = GuacamoleSeed::example().version(version);
+    let lab = lab(seed).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let pve = lab.proxmox("lab");
+    pve.set_notes(100, "user:a pass:p protos:ssh confName:alpha;");
+    pve.set_notes(101, "user:a pass:p protos:ssh confName:beta;");
+    cycle(&engine).await;
+    let (alpha, beta) = (conn_id(&lab, "alpha"), conn_id(&lab, "beta"));
+    pve.set_notes(100, "user:a pass:p protos:ssh confName:beta;");
+    pve.set_notes(101, "user:a pass:p protos:ssh confName:alpha;");
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    assert_eq!(conn_id(&lab, "beta"), alpha, "same connection, new name");
+    assert_eq!(conn_id(&lab, "alpha"), beta);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn two_connections_swapping_names_converge_in_one_cycle_on_1_6() {
+    swap_names(GuacVersion::V1_6).await;
+}
+
+#[tokio::test]
+async fn two_connections_swapping_names_converge_in_one_cycle_on_1_5() {
+    swap_names(GuacVersion::V1_5).await;
+}
+
+#[tokio::test]
+async fn a_protocol_changed_by_hand_is_put_back() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let id = conn_id(&lab, "admin@web01-rdp");
+    lab.guacamole().set_protocol(&id, "vnc");
+    let report = engine
+        .cycle(pve_guac_sync::reconcile::cycle::Mode::Apply, true)
+        .await
+        .unwrap();
+    assert_eq!(report.summary.updated, 1, "{:#?}", report.plan.actions);
+    assert_eq!(lab.guacamole().connection(&id).unwrap().protocol, "rdp");
+}
+
+#[tokio::test]
+async fn a_non_admin_account_never_deletes_groups_it_may_not_fully_see() {
+    let mut seed = seed();
+    seed.guacamole = seed.guacamole.user(
+        pve_guac_lab::guacamole::UserSeed::new("sync", "sync-pw")
+            .system_permission("CREATE_CONNECTION")
+            .system_permission("CREATE_CONNECTION_GROUP"),
+    );
+    let lab = lab(seed).await;
+    let setup = config(&lab, SYNC);
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace(
+            "username: guacadmin\n  password: guacadmin",
+            "username: sync\n  password: sync-pw",
+        ),
+    )
+    .unwrap();
+    let engine = engine(&setup);
+    assert_eq!(cycle(&engine).await.summary.created, 6);
+    // docker01 is the only guest on pve3: its group empties.
+    lab.proxmox("lab").remove_guest(106);
+    let report = cycle(&engine).await;
+    assert_eq!(
+        (report.summary.deleted, report.summary.groups_deleted),
+        (1, 0)
+    );
+    assert!(lab.guacamole().groups().iter().any(|g| g.name == "pve3"));
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn an_administrator_removes_groups_left_empty() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    lab.proxmox("lab").remove_guest(106);
+    let report = cycle(&engine).await;
+    assert_eq!(
+        (report.summary.deleted, report.summary.groups_deleted),
+        (1, 1)
+    );
+    assert!(!lab.guacamole().groups().iter().any(|g| g.name == "pve3"));
+}

@@ -84,6 +84,7 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
                 id,
                 connection,
                 changes,
+                ..
             } => {
                 seen.insert(id.clone(), ());
                 let what: Vec<String> = changes.iter().map(|c| c.describe()).collect();

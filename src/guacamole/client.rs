@@ -772,7 +772,7 @@ impl GuacamoleClient {
                 }
                 ds.clone()
             }
-            None => auth.data_source.clone(),
+            None => default_data_source(&auth.data_source, &auth.available_data_sources),
         };
         self.logins.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
@@ -916,6 +916,19 @@ pub(crate) fn base_candidates(
     Ok(vec![join("guacamole/api"), join("api")])
 }
 
+/// The data source connections live in when none is configured: the
+/// database provider among those offered. The one that authenticated may be
+/// LDAP or SSO, which holds no connections; `-shared` only serves sharing
+/// links.
+fn default_data_source(authenticated: &str, available: &[String]) -> String {
+    const DATABASES: [&str; 3] = ["postgresql", "mysql", "sqlserver"];
+    available
+        .iter()
+        .find(|ds| DATABASES.contains(&ds.as_str()))
+        .cloned()
+        .unwrap_or_else(|| authenticated.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,5 +982,14 @@ mod tests {
     fn display_url_hides_credentials() {
         let shown = display_url(&u("https://user:hunter2@g.example/api?token=ABC"));
         assert_eq!(shown, "https://g.example/api");
+    }
+
+    #[test]
+    fn the_database_data_source_is_chosen_when_ldap_authenticated() {
+        let offered = ["ldap", "postgresql", "postgresql-shared"].map(String::from);
+        assert_eq!(default_data_source("ldap", &offered), "postgresql");
+        let only = ["mysql-shared", "mysql"].map(String::from);
+        assert_eq!(default_data_source("mysql", &only), "mysql");
+        assert_eq!(default_data_source("custom", &[]), "custom");
     }
 }

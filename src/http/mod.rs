@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    TRANSFER_ENCODING,
+};
 
 use crate::secret::Secret;
 
@@ -457,8 +460,20 @@ impl Http {
         if resp.content_length().is_some_and(|len| len > limit as u64) {
             return Err(too_large());
         }
+        // A body without Content-Length or chunked framing ends when the
+        // server closes; real Proxmox nodes close the TCP stream without a
+        // TLS close_notify (their empty 401/595 answers), which rustls
+        // reports as an unexpected EOF. For such a body that EOF is its end.
+        let close_delimited =
+            !headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING);
         let mut body = BytesMut::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e, req))? {
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) if close_delimited && is_unexpected_eof(&e) => break,
+                Err(e) => return Err(self.classify(e, req)),
+            };
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
@@ -578,6 +593,20 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// Finds a rustls error anywhere in the chain.
 fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     chain(err).find_map(|e| e.downcast_ref::<rustls::Error>())
+}
+
+/// Whether the error is (caused by) an I/O unexpected EOF.
+fn is_unexpected_eof(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

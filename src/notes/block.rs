@@ -496,7 +496,11 @@ fn parse_group(value: &str) -> Result<Option<Vec<String>>, BlockErrorKind> {
         return Ok(None);
     }
     let parts: Vec<String> = trimmed.split('/').map(|s| s.trim().to_owned()).collect();
-    if parts.iter().any(String::is_empty) {
+    // Guacamole group names hold at most 128 characters.
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.chars().count() > 128)
+    {
         return Err(BlockErrorKind::InvalidGroup);
     }
     Ok(Some(parts))

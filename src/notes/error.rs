@@ -37,7 +37,7 @@ pub enum BlockErrorKind {
     AddressNotAllowed,
     #[error("the guest's address is not known yet")]
     AddressUnknown,
-    #[error("group path has an empty element")]
+    #[error("group path has an empty element or one longer than 128 characters")]
     InvalidGroup,
     #[error("access items must be user:NAME or group:NAME")]
     InvalidAccess,

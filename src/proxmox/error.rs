@@ -153,7 +153,7 @@ impl ProxmoxError {
             .and_then(Value::as_str)
             .map(str::to_string)
             .filter(|m| !m.trim().is_empty())
-            .or_else(|| resp.reason.clone())
+            .or_else(|| resp.reason.clone().filter(|r| !r.trim().is_empty()))
             .or_else(|| plain_text_body(resp, body.is_some()))
             .unwrap_or_else(|| canonical_reason(resp.status).to_string());
         let message = clip(message.trim_end());
@@ -258,7 +258,9 @@ fn classify_message(status: u16, message: String) -> ProxmoxError {
     if is_guest_phrase(m, "already running") {
         return ProxmoxError::GuestAlreadyRunning { message };
     }
+    // PVE 8's qemu-server spelled it "missmatch"; the suffix is stable.
     if m.starts_with("checksum mismatch")
+        || m.starts_with("checksum missmatch")
         || m.starts_with("detected modified configuration - file changed by other user")
     {
         return ProxmoxError::DigestMismatch { message };
@@ -573,5 +575,19 @@ mod tests {
         let long = "x".repeat(5000);
         let e = ProxmoxError::from_response(&resp(500, Some(&long), ""), "lab", None);
         assert!(e.to_string().chars().count() < 400);
+    }
+
+    #[test]
+    fn pve8_digest_mismatch_spelling_is_a_digest_mismatch() {
+        for e in both(500, "checksum missmatch (file change by other user?)") {
+            assert_eq!(e.label(), "digest_mismatch", "{e}");
+        }
+    }
+
+    #[test]
+    fn a_blank_reason_phrase_falls_back_to_the_standard_text() {
+        let e = ProxmoxError::from_response(&resp(500, Some(""), ""), "lab", None);
+        assert!(!e.to_string().trim().is_empty(), "{e:?}");
+        assert!(e.to_string().contains("Internal Server Error"), "{e}");
     }
 }

@@ -207,9 +207,12 @@ fn directory_op(action: &Action, cx: &ApplyContext<'_>) -> Option<DirectoryOp> {
                 parameters,
             );
             match action {
-                Action::Update { id, .. } => DirectoryOp::UpdateConnection {
+                Action::Update { id, attributes, .. } => DirectoryOp::UpdateConnection {
                     identifier: id.clone(),
-                    spec,
+                    spec: ConnectionSpec {
+                        attributes: attributes.clone(),
+                        ..spec
+                    },
                 },
                 _ => DirectoryOp::CreateConnection(spec),
             }

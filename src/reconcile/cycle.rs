@@ -89,6 +89,7 @@ pub struct Engine {
     sources: BTreeMap<String, Vec<Box<dyn AddressSource>>>,
     store: StateStore,
     hostname: String,
+    admin: tokio::sync::OnceCell<bool>,
 }
 
 impl Engine {
@@ -114,6 +115,7 @@ impl Engine {
             policy: notes_policy(&settings),
             store: StateStore::new(&settings.state_dir),
             hostname: crate::host::short_hostname(),
+            admin: tokio::sync::OnceCell::new(),
             keyring,
             sources,
             clients,
@@ -121,8 +123,9 @@ impl Engine {
         })
     }
 
-    pub fn plan_settings(&self) -> PlanSettings {
+    pub fn plan_settings(&self, prune_groups: bool) -> PlanSettings {
         PlanSettings {
+            prune_groups,
             prune: self.settings.sync.prune.enabled,
             prune_grace: self.settings.sync.prune.grace,
             verify_interval: self.settings.sync.verify_interval,
@@ -169,7 +172,7 @@ impl Engine {
         let ids = if verify_all {
             claims.owned.values().cloned().collect()
         } else {
-            parameters_needed(&want, &claims, &st, now, &self.plan_settings())
+            parameters_needed(&want, &claims, &st, now, &self.plan_settings(false))
         };
         let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
         let read_failures = fill_parameters(guac, &mut tree, &ids).await;
@@ -177,7 +180,8 @@ impl Engine {
         // could not be read, means the cycle did not converge.
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
         problems.extend(read_failures);
-        let the_plan = plan(&want, &tree, &st, now, &self.plan_settings());
+        let prune_groups = self.account_sees_everything().await;
+        let the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
 
         let outcome = match mode {
             Mode::PlanOnly => Outcome::default(),
@@ -253,6 +257,24 @@ impl Engine {
             .collect();
         let selector = &self.settings.sync.selector;
         join_all(sources.iter().map(|c| observe_cluster(c, selector, cache))).await
+    }
+
+    /// Whether the Guacamole account is an administrator, asked once per
+    /// process. Anything else (or an error) means "not sure": empty groups
+    /// are then left in place rather than deleted recursively.
+    async fn account_sees_everything(&self) -> bool {
+        *self
+            .admin
+            .get_or_init(|| async {
+                match self.clients.guacamole.effective_permissions().await {
+                    Ok(p) => p.is_admin(),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the Guacamole account's permissions; empty groups are kept");
+                        false
+                    }
+                }
+            })
+            .await
     }
 
     async fn create_root(&self) -> Result<String, CycleError> {

@@ -15,6 +15,9 @@ use crate::discovery::AddressEvidence;
 use crate::notes::{self, ConnectionSpec, GuestContext, NotesPolicy, Passwords};
 use crate::secret::Secret;
 
+/// Proxmox refuses a `description` longer than this (spec §6.3).
+const MAX_NOTES_CHARS: usize = 8192;
+
 /// One cluster as observed this cycle.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterObservation {
@@ -206,7 +209,14 @@ fn desire_guest(
         && let Some(keyring) = s.keyring
     {
         let migration = notes::migrate(&facts.notes, keyring, &bad_blocks);
-        if migration.changed() {
+        if migration.changed() && migration.text.chars().count() > MAX_NOTES_CHARS {
+            want.problems.push(problem(
+                guest,
+                format!(
+                    "notes with encrypted passwords would exceed Proxmox's {MAX_NOTES_CHARS} characters; left in plaintext"
+                ),
+            ));
+        } else if migration.changed() {
             want.rewrites.push(NotesRewrite {
                 guest: guest.key.clone(),
                 node: guest.node.clone(),

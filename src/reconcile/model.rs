@@ -333,6 +333,9 @@ pub struct ManagedConnection {
     pub params: Option<Params>,
     /// Lies outside the managed root (moved there by hand).
     pub outside: bool,
+    /// Guacamole's connection attributes (guacd host, limits, weight …).
+    /// The daemon does not own them, so updates send them back unchanged.
+    pub attributes: BTreeMap<String, Option<String>>,
 }
 
 /// Everything under the managed root group.

@@ -199,6 +199,7 @@ fn observed(c: &Connection, group: GroupPath, outside: bool) -> ManagedConnectio
         protocol: c.protocol.clone(),
         params: None,
         outside,
+        attributes: c.attributes.clone(),
     }
 }
 

@@ -22,6 +22,10 @@ pub struct PlanSettings {
     pub prune_grace: Duration,
     /// How often every owned connection's parameters are read back in full.
     pub verify_interval: Duration,
+    /// Delete managed groups left empty. Only safe when the account sees
+    /// everything (Guacamole administrator): a group delete is recursive,
+    /// and an account without READ on an object inside does not see it.
+    pub prune_groups: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +43,10 @@ pub enum Action {
         id: String,
         connection: DesiredConnection,
         changes: Vec<Change>,
+        /// The connection's current attributes, sent back as they are (a
+        /// Guacamole update replaces everything).
+        #[serde(skip)]
+        attributes: BTreeMap<String, Option<String>>,
     },
     RewriteNotes {
         rewrite: NotesRewrite,
@@ -129,6 +137,10 @@ pub enum Change {
         from: String,
         to: String,
     },
+    Protocol {
+        from: String,
+        to: String,
+    },
     Parameters {
         names: Vec<String>,
     },
@@ -142,6 +154,7 @@ impl Change {
         match self {
             Change::Name { from, to } => format!("name \"{from}\" → \"{to}\""),
             Change::Group { from, to } => format!("group {from} → {to}"),
+            Change::Protocol { from, to } => format!("protocol {from} → {to}"),
             Change::Parameters { names } => format!("parameters {}", names.join(" ")),
             Change::ParametersChanged => "parameters".to_owned(),
         }
@@ -303,6 +316,7 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
                             id: id.clone(),
                             connection: wish.clone(),
                             changes,
+                            attributes: actual.attributes.clone(),
                         },
                         reason,
                     });
@@ -347,9 +361,13 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
         }
     }
 
-    let groups = group_actions(want, have, &deletes);
+    let mut groups = group_actions(want, have, &deletes);
+    if !s.prune_groups {
+        groups.deletes.clear();
+    }
     p.actions.extend(groups.creates);
     p.actions.extend(creates);
+    p.actions.extend(park_blocked_renames(have, &updates));
     p.actions.extend(updates);
     p.actions
         .extend(want.rewrites.iter().map(|r| PlannedAction {
@@ -359,6 +377,75 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
     p.actions.extend(deletes);
     p.actions.extend(groups.deletes);
     p
+}
+
+/// Connections trading names (A→B while B→C→A, in one group) would each
+/// collide with the other's current name forever. Each such rename first
+/// moves its connection to a temporary name, freeing its place; the real
+/// renames that follow then succeed, in the same batch.
+fn park_blocked_renames(have: &ManagedTree, updates: &[PlannedAction]) -> Vec<PlannedAction> {
+    let place = |c: &DesiredConnection| (c.group.clone(), c.name.clone());
+    let movers: BTreeMap<&str, (GroupPath, String)> = updates
+        .iter()
+        .filter_map(|a| match &a.action {
+            Action::Update { id, connection, .. } => {
+                let now = have.connections.get(id)?;
+                let target = place(connection);
+                (target != (now.group.clone(), now.name.clone())).then_some((id.as_str(), target))
+            }
+            _ => None,
+        })
+        .collect();
+    let occupant: BTreeMap<(GroupPath, String), &str> = have
+        .connections
+        .values()
+        .map(|c| ((c.group.clone(), c.name.clone()), c.id.as_str()))
+        .collect();
+    let mut parks = Vec::new();
+    for a in updates {
+        let Action::Update {
+            identity,
+            id,
+            connection,
+            attributes,
+            ..
+        } = &a.action
+        else {
+            continue;
+        };
+        let Some(target) = movers.get(id.as_str()) else {
+            continue;
+        };
+        let blocked = occupant
+            .get(target)
+            .is_some_and(|other| *other != id && movers.contains_key(other));
+        if !blocked {
+            continue;
+        }
+        let now = &have.connections[id];
+        let mut temp = format!("{}~{id}", now.name);
+        if temp.chars().count() > 128 {
+            temp = format!("~{id}");
+        }
+        let mut parked = connection.clone();
+        parked.name = temp.clone();
+        parked.group = now.group.clone();
+        parks.push(PlannedAction {
+            action: Action::Update {
+                identity: identity.clone(),
+                id: id.clone(),
+                connection: parked,
+                changes: vec![Change::Name {
+                    from: now.name.clone(),
+                    to: temp,
+                }],
+                attributes: attributes.clone(),
+            },
+            reason: "temporary name: another managed connection takes this name in the same cycle"
+                .to_owned(),
+        });
+    }
+    parks
 }
 
 /// Compares a wish with what Guacamole has. The second value tells whether
@@ -373,6 +460,12 @@ fn diff(
         changes.push(Change::Name {
             from: actual.name.clone(),
             to: wish.name.clone(),
+        });
+    }
+    if wish.protocol != actual.protocol {
+        changes.push(Change::Protocol {
+            from: actual.protocol.clone(),
+            to: wish.protocol.clone(),
         });
     }
     if wish.group != actual.group || actual.outside {

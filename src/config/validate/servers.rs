@@ -23,17 +23,22 @@ struct ApiDefaults {
     rate_per_second: u32,
     burst: u32,
     concurrency: usize,
+    request_timeout: Duration,
 }
 
 const PROXMOX_DEFAULTS: ApiDefaults = ApiDefaults {
     rate_per_second: 20,
     burst: 10,
     concurrency: 8,
+    // Above the 30 s a node waits for another node before answering 595/596,
+    // so a slow proxied call is reported as such, not as a dead endpoint.
+    request_timeout: Duration::from_secs(45),
 };
 const GUACAMOLE_DEFAULTS: ApiDefaults = ApiDefaults {
     rate_per_second: 20,
     burst: 10,
     concurrency: 4,
+    request_timeout: Duration::from_secs(30),
 };
 
 /// The API keys a cluster and Guacamole share, as written.
@@ -318,7 +323,11 @@ impl Validator<'_> {
             Some(at) => self.tls(at, &format!("{base}.tls")),
             None => TlsSettings::SystemRoots,
         };
-        let timeouts = self.timeouts(timeouts, &format!("{base}.timeouts"));
+        let timeouts = self.timeouts(
+            timeouts,
+            &format!("{base}.timeouts"),
+            defaults.request_timeout,
+        );
         let rate_limit = match rate_limit {
             Some(at) => {
                 let key = format!("{base}.rate_limit");
@@ -443,9 +452,13 @@ impl Validator<'_> {
         }
     }
 
-    fn timeouts(&mut self, at: Option<&At<RawTimeouts>>, key: &str) -> Timeouts {
+    fn timeouts(
+        &mut self,
+        at: Option<&At<RawTimeouts>>,
+        key: &str,
+        request_default: Duration,
+    ) -> Timeouts {
         let connect_default = Duration::from_secs(5);
-        let request_default = Duration::from_secs(30);
         let Some(at) = at else {
             return Timeouts {
                 connect: connect_default,

@@ -282,7 +282,18 @@ async fn serve_connection(
             break;
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
+    match ctx.kind {
+        // pve-http-server ends a connection with a plain TCP shutdown, never
+        // sending a TLS close_notify: clients must take that EOF as the end
+        // of a close-delimited body.
+        ServerKind::Proxmox => {
+            let _ = conn.stream.flush().await;
+            let _ = conn.stream.get_mut().0.shutdown().await;
+        }
+        ServerKind::Guacamole => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.stream.shutdown()).await;
+        }
+    }
 }
 
 /// Plain HTTP on the TLS port: Proxmox redirects to https (301 for GET/HEAD,

@@ -740,6 +740,9 @@ fn r09_missing_members_and_storage_limits_are_500() {
     ));
     ise(g.post(&t, "/connections", &conn_body("a", Some("99"))));
     ise(g.post(&t, "/connections", &conn_body("a", Some("zz"))));
+    // A name taken at ROOT is no clash in an unknown parent: still 500.
+    g.create_connection(&t, "at-root", "ROOT");
+    ise(g.post(&t, "/connections", &conn_body("at-root", Some("99"))));
     ise(g.post(
         &t,
         "/connectionGroups",

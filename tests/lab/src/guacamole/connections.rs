@@ -163,7 +163,10 @@ impl Store {
             .filter(|_| !is_blank(body.name.as_deref()));
         let name =
             name.ok_or_else(|| GuacError::bad_request("Connection names must not be blank."))?;
-        if self.connection_name_taken(parent_id(parent), &name, None) {
+        // An unknown parent holds no names: the insert fails in storage (500).
+        if parent != ParentRef::Unknown
+            && self.connection_name_taken(parent_id(parent), &name, None)
+        {
             return Err(GuacError::bad_request(format!(
                 "The connection \"{name}\" already exists."
             ))
@@ -235,7 +238,10 @@ impl Store {
             .filter(|_| !is_blank(body.name.as_deref()));
         let name =
             name.ok_or_else(|| GuacError::bad_request("Connection names must not be blank."))?;
-        if self.connection_name_taken(parent_id(parent), &name, Some(current.id)) {
+        // An unknown parent holds no names: the insert fails in storage (500).
+        if parent != ParentRef::Unknown
+            && self.connection_name_taken(parent_id(parent), &name, Some(current.id))
+        {
             return Err(GuacError::bad_request(format!(
                 "The connection \"{name}\" already exists."
             ))

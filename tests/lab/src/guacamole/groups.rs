@@ -118,7 +118,8 @@ impl Store {
             .filter(|_| !is_blank(body.name.as_deref()));
         let name = name
             .ok_or_else(|| GuacError::bad_request("Connection group names must not be blank."))?;
-        if self.group_name_taken(parent_id(parent), &name, None) {
+        // An unknown parent holds no names: the insert fails in storage (500).
+        if parent != ParentRef::Unknown && self.group_name_taken(parent_id(parent), &name, None) {
             return Err(GuacError::bad_request(format!(
                 "The connection group \"{name}\" already exists."
             ))
@@ -203,7 +204,10 @@ impl Store {
             .filter(|_| !is_blank(body.name.as_deref()));
         let name = name
             .ok_or_else(|| GuacError::bad_request("Connection group names must not be blank."))?;
-        if self.group_name_taken(parent_id(parent), &name, Some(current.id)) {
+        // An unknown parent holds no names: the insert fails in storage (500).
+        if parent != ParentRef::Unknown
+            && self.group_name_taken(parent_id(parent), &name, Some(current.id))
+        {
             return Err(GuacError::bad_request(format!(
                 "The connection group \"{name}\" already exists."
             ))

@@ -514,6 +514,20 @@ impl GuacamoleServer {
         })
     }
 
+    /// Set connection attributes as the UI's form would (a full replace of
+    /// the attribute set, with the read-back rules of spec §9.1).
+    pub fn set_attributes(&self, id: &str, attributes: &[(&str, &str)]) -> bool {
+        let map: attributes::RawAttributes = attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect();
+        self.edit_connection(id, |c| {
+            if let Ok(replaced) = c.attributes.replaced(&map) {
+                c.attributes = replaced;
+            }
+        })
+    }
+
     pub fn set_protocol(&self, id: &str, protocol: &str) -> bool {
         self.edit_connection(id, |c| c.protocol = protocol.to_string())
     }

@@ -397,7 +397,10 @@ pub fn write_vm_config(
     let Some(g) = state.guest_on(&ctx.node, vmid, kind) else {
         return ApiError::failed(Guest::missing_config(kind, &ctx.node, vmid)).into();
     };
+    // Like the real server, an empty (or `0`) digest checks nothing.
     if let Some(d) = params.str("digest")
+        && !d.is_empty()
+        && d != "0"
         && d != g.digest
     {
         return ApiError::failed("checksum mismatch (file change by other user?)").into();
@@ -509,7 +512,10 @@ pub fn write_ct_config(state: &mut State, ctx: &Ctx, vmid: u32, params: &Params)
     if let Some(lock) = g.lock() {
         return locked_error(kind, &lock).into();
     }
+    // Like the real server, an empty (or `0`) digest checks nothing.
     if let Some(d) = params.str("digest")
+        && !d.is_empty()
+        && d != "0"
         && d != g.digest
     {
         return ApiError::failed(
