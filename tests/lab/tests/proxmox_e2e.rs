@@ -365,7 +365,7 @@ async fn e2e_rule19_requests_are_recorded_with_secrets_redacted() {
                 "description",
                 "user:\"a\" pass:\"TopSecret\" protos:\"ssh\";",
             ),
-            ("digest", "0"),
+            ("digest", "deadbeef"),
         ])
         .send()
         .await
@@ -381,7 +381,7 @@ async fn e2e_rule19_requests_are_recorded_with_secrets_redacted() {
     assert_eq!(rec.status, 500);
     assert_eq!(rec.route, "PUT /nodes/{node}/qemu/{vmid}/config");
     assert_eq!(rec.param("description"), Some("***"));
-    assert_eq!(rec.param("digest"), Some("0"));
+    assert_eq!(rec.param("digest"), Some("deadbeef"));
     assert!(!format!("{log:?}").contains("TopSecret"));
     assert!(!format!("{log:?}").contains(EXAMPLE_TOKEN_SECRET));
     assert_eq!(
@@ -426,5 +426,24 @@ async fn e2e_power_cycle_through_tasks() {
         (Some("stopped"), Some("OK"))
     );
     assert_eq!(lab.proxmox("lab").guest(104).unwrap().status, "running");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_empty_or_zero_digest_checks_nothing() {
+    // pve-server's `$digest && …`: neither "" nor "0" is compared.
+    let lab = lab(ClusterSeed::example("lab"), 0.0, false).await;
+    let c = client(&lab);
+    let base = format!("{}/api2/json", lab.proxmox_url("lab"));
+    for digest in ["", "0"] {
+        let r = c
+            .put(format!("{base}/nodes/pve1/qemu/100/config"))
+            .header("Authorization", auth())
+            .form(&[("description", "hello"), ("digest", digest)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "digest {digest:?}");
+    }
     lab.shutdown().await;
 }
