@@ -214,3 +214,30 @@ async fn every_write_is_an_audit_event_without_secrets() {
         assert!(!log.contains(secret), "{secret} leaked: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_calls_a_vanished_guests_connection_an_orphan_during_its_grace() {
+    let lab = lab(seed()).await;
+    let setup = config(
+        &lab,
+        "  grouping: node\n  prune: {enabled: true, grace: 1h}",
+    );
+    assert_eq!(run(&setup, &["once"]).await.status.code(), Some(0));
+    lab.proxmox("lab").remove_guest(200);
+    let out = run(&setup, &["list", "--json"]).await;
+    let rows = json(&out);
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "root@ct-dns-ssh")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "orphan", "{row:#}");
+    assert!(
+        row["detail"]
+            .as_str()
+            .unwrap()
+            .contains("pruned after 3600s")
+    );
+}

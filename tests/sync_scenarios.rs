@@ -434,10 +434,25 @@ async fn hand_edits_in_guacamole_are_put_back() {
     cycle(&engine).await;
     let id = conn_id(&lab, "admin@web01-rdp");
     let g = lab.guacamole();
-    // Name and place are visible in every cycle's tree.
+    // Name and place are visible in every cycle's tree: a rename inside the
+    // group, and a move out of it (recognised by its id, name and protocol).
     g.rename_connection(&id, "renamed by hand");
+    assert_eq!(cycle(&engine).await.summary.updated, 1);
     g.move_connection(&id, "ROOT");
     assert_eq!(cycle(&engine).await.summary.updated, 1);
+    assert_ne!(g.connection(&id).unwrap().parent, "ROOT");
+    // Renamed *and* moved out: no longer recognisably ours, so it is left
+    // where it is and a new connection takes its place.
+    g.rename_connection(&id, "mine now");
+    g.move_connection(&id, "ROOT");
+    let report = cycle(&engine).await;
+    assert_eq!((report.summary.created, report.summary.updated), (1, 0));
+    let theirs = g.connection(&id).unwrap();
+    assert_eq!(
+        (theirs.name.as_str(), theirs.parent.as_str()),
+        ("mine now", "ROOT")
+    );
+    let id = conn_id(&lab, "admin@web01-rdp");
     // A parameter edit is found by the periodic full verification.
     g.set_parameter(&id, "hostname", Some("198.51.100.66"));
     assert_eq!(cycle(&engine).await.summary.updated, 0);
@@ -633,4 +648,125 @@ async fn an_administrator_removes_groups_left_empty() {
         (1, 1)
     );
     assert!(!lab.guacamole().groups().iter().any(|g| g.name == "pve3"));
+}
+
+#[tokio::test]
+async fn a_state_file_from_another_guacamole_never_takes_over_foreign_objects() {
+    // Cycle against one Guacamole, then point the same state at a fresh one
+    // whose hand-made connections happen to reuse the ids.
+    let first = lab(seed()).await;
+    let setup = config(&first, SYNC);
+    cycle(&engine(&setup)).await;
+    let state = std::fs::read(setup.dir.path().join("state/state.json")).unwrap();
+
+    let mut seed = seed();
+    for i in 3..=12u64 {
+        seed.guacamole = seed.guacamole.connection(
+            pve_guac_lab::guacamole::ConnectionSeed::new(format!("someone-else-{i}"), "rdp")
+                .identifier(i)
+                .parameter("hostname", "198.51.100.200"),
+        );
+    }
+    let second = lab(seed).await;
+    let setup2 = config(&second, SYNC);
+    std::fs::create_dir_all(setup2.dir.path().join("state")).unwrap();
+    std::fs::write(setup2.dir.path().join("state/state.json"), state).unwrap();
+    let before: Vec<_> = second
+        .guacamole()
+        .connections()
+        .into_iter()
+        .filter(|c| c.name.starts_with("someone-else"))
+        .collect();
+    cycle(&engine(&setup2)).await;
+    for c in before {
+        assert_eq!(second.guacamole().connection(&c.identifier).unwrap(), c);
+    }
+    assert_eq!(managed_names(&second, ROOT), EXPECTED);
+}
+
+#[tokio::test]
+async fn an_unreadable_config_anywhere_in_the_cluster_stops_every_delete() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    lab.proxmox("lab")
+        .set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");
+    lab.faults("lab").add(
+        FaultRule::error(500)
+            .path_prefix("/api2/json/nodes/pve1/qemu/101/config")
+            .times(10),
+    );
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.deleted, 0, "{:#?}", report.plan.actions);
+    assert!(managed_names(&lab, ROOT).contains(&"admin@web01-ssh".to_owned()));
+}
+
+#[tokio::test]
+async fn a_held_guest_keeps_its_connection_even_when_state_is_lost() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    cycle(&engine(&setup)).await;
+    let id = conn_id(&lab, "admin@web01-rdp");
+    let pve = lab.proxmox("lab");
+    // web01 gets a bad block (held); db01 now wants web01's connection name.
+    pve.set_notes(
+        100,
+        "user:\"admin\" pass:\"x\" protos:\"rdp\" rdp_port:\"0\";",
+    );
+    pve.set_notes(
+        101,
+        "user:\"admin\" pass:\"y\" protos:\"rdp\" confName:\"admin@web01-rdp\";",
+    );
+    std::fs::remove_file(setup.dir.path().join("state/state.json")).unwrap();
+    cycle(&engine(&setup)).await;
+    let c = lab.guacamole().connection(&id).unwrap();
+    assert_eq!(
+        c.parameters["hostname"], "192.0.2.10",
+        "web01's connection kept"
+    );
+}
+
+#[tokio::test]
+async fn a_chain_of_renames_converges_in_one_cycle() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let pve = lab.proxmox("lab");
+    pve.set_notes(100, "user:a pass:p protos:ssh confName:web01;");
+    pve.set_notes(101, "user:a pass:p protos:ssh confName:db01;");
+    cycle(&engine).await;
+    let (web, db) = (conn_id(&lab, "web01"), conn_id(&lab, "db01"));
+    pve.set_notes(100, "user:a pass:p protos:ssh confName:db01;");
+    pve.set_notes(101, "user:a pass:p protos:ssh confName:db02;");
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    assert_eq!(conn_id(&lab, "db01"), web);
+    assert_eq!(conn_id(&lab, "db02"), db);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn a_new_user_under_the_same_name_updates_the_connection() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let pve = lab.proxmox("lab");
+    pve.set_notes(100, "user:alice pass:p protos:ssh confName:web01;");
+    cycle(&engine).await;
+    let id = conn_id(&lab, "web01");
+    pve.set_notes(100, "user:bob pass:p protos:ssh confName:web01;");
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    assert_eq!(
+        conn_id(&lab, "web01"),
+        id,
+        "kept, not deleted and re-created"
+    );
+    assert_eq!(lab.guacamole().parameters(&id).unwrap()["username"], "bob");
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
 }

@@ -138,10 +138,13 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             .identity
             .as_ref()
             .and_then(|i| report.desired.held.get(&i.guest));
-        let status = match (hold, &k.identity) {
-            (Some(HoldReason::BlockError), _) => "error",
-            (_, None) => "orphan",
-            _ => "ok",
+        // Kept unchanged because its guest could not be judged: still ok.
+        // A block error or name conflict is an error; anything else kept
+        // (vanished guest in its grace period, pruning off) is an orphan.
+        let status = match hold {
+            Some(HoldReason::BlockError | HoldReason::NameConflict) => "error",
+            Some(_) => "ok",
+            None => "orphan",
         };
         rows.push(Row {
             status,

@@ -24,7 +24,15 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     };
     let result = engine.cycle(mode, false).await;
     engine.close().await;
-    let report = result.map_err(|e| anyhow::anyhow!("cycle failed ({}): {e}", e.label()))?;
+    let report = match result {
+        Ok(report) => report,
+        // The configuration was fine; the servers were not: an error of
+        // the cycle (exit 1), not of its use (2).
+        Err(e) => {
+            eprintln!("error: cycle failed ({}): {e}", e.label());
+            return Ok(1);
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

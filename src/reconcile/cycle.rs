@@ -183,14 +183,21 @@ impl Engine {
         let prune_groups = self.account_sees_everything().await;
         let the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
 
+        let mut root_created = false;
         let outcome = match mode {
             Mode::PlanOnly => Outcome::default(),
             Mode::DryRun | Mode::Apply => {
                 let dry_run = mode == Mode::DryRun;
+                let mut max_changes = self.settings.sync.max_changes_per_cycle.get();
                 let root_id = match (&tree.root_id, the_plan.actions.is_empty(), dry_run) {
                     (Some(id), _, _) => id.clone(),
                     (None, true, _) | (None, _, true) => String::new(),
-                    (None, false, false) => self.create_root().await?,
+                    (None, false, false) => {
+                        // The root group is a write too.
+                        max_changes -= 1;
+                        root_created = true;
+                        self.create_root().await?
+                    }
                 };
                 let writer = ProxmoxNotesWriter {
                     clients: &self.clients.proxmox,
@@ -207,15 +214,14 @@ impl Engine {
                         .collect(),
                     dry_run,
                 };
-                let budget = Budget {
-                    max_changes: self.settings.sync.max_changes_per_cycle.get(),
-                };
+                let budget = Budget { max_changes };
                 apply(&the_plan, budget, cx).await
             }
         };
 
         let mut summary = record(&the_plan, &outcome, &want, &mut st, now);
         summary.errors += observe_errors;
+        summary.groups_created += usize::from(root_created);
         if mode == Mode::PlanOnly {
             summary.pending = the_plan.actions.len();
         }
@@ -253,6 +259,8 @@ impl Engine {
                 name,
                 client: client.clone(),
                 sources: self.sources.get(name).unwrap_or(&no_sources),
+                allowed: &self.settings.sync.allowed_networks,
+                now: unix_now(),
             })
             .collect();
         let selector = &self.settings.sync.selector;

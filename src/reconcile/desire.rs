@@ -58,8 +58,9 @@ pub enum ConfigObservation {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GuestConfigFacts {
+    /// May hold plaintext passwords: a secret until parsed.
     #[serde(skip)]
-    pub notes: String,
+    pub notes: Secret,
     pub digest: String,
     pub primary_mac: Option<String>,
     pub agent_enabled: bool,
@@ -142,7 +143,7 @@ fn desire_guest(
             return;
         }
     };
-    let parsed = notes::parse(&facts.notes);
+    let parsed = notes::parse(facts.notes.expose());
     if parsed.blocks.is_empty() {
         return;
     }
@@ -208,7 +209,7 @@ fn desire_guest(
         && !facts.locked
         && let Some(keyring) = s.keyring
     {
-        let migration = notes::migrate(&facts.notes, keyring, &bad_blocks);
+        let migration = notes::migrate(facts.notes.expose(), keyring, &bad_blocks);
         if migration.changed() && migration.text.chars().count() > MAX_NOTES_CHARS {
             want.problems.push(problem(
                 guest,

@@ -33,9 +33,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The form used as a key in the state file and in audit events.
+    /// The form used as a key in the state file: like `Display`, with `%`,
+    /// `/` and `#` in the names escaped so it always parses back.
     pub fn key(&self) -> String {
-        self.to_string()
+        let mut key = format!(
+            "{}/{}/{}/{}",
+            escape(&self.guest.cluster),
+            self.guest.vmid,
+            escape(&self.user),
+            escape(&self.protocol)
+        );
+        if self.ordinal > 0 {
+            key.push_str(&format!("#{}", self.ordinal));
+        }
+        key
     }
 
     pub fn parse_key(key: &str) -> Option<Identity> {
@@ -43,11 +54,14 @@ impl Identity {
             Some((rest, n)) => (rest, n.parse().ok()?),
             None => (key, 0),
         };
-        let mut parts = rest.rsplitn(4, '/');
-        let protocol = parts.next()?.to_owned();
-        let user = parts.next()?.to_owned();
+        let mut parts = rest.split('/');
+        let cluster = unescape(parts.next()?);
         let vmid = parts.next()?.parse().ok()?;
-        let cluster = parts.next()?.to_owned();
+        let user = unescape(parts.next()?);
+        let protocol = unescape(parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
         Some(Identity {
             guest: GuestKey { cluster, vmid },
             user,
@@ -55,6 +69,18 @@ impl Identity {
             ordinal,
         })
     }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('/', "%2F")
+        .replace('#', "%23")
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%2F", "/")
+        .replace("%23", "#")
+        .replace("%25", "%")
 }
 
 impl fmt::Display for Identity {
@@ -367,3 +393,26 @@ impl ManagedTree {
 
 /// The group path shown for a connection outside the managed root.
 pub const OUTSIDE: &str = "(outside the managed group)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_keys_parse_back_whatever_the_names_hold() {
+        for user in ["admin", "dom/user", "a#b", "50%", "x%2Fy"] {
+            for ordinal in [0, 2] {
+                let i = Identity {
+                    guest: GuestKey {
+                        cluster: "lab/east".into(),
+                        vmid: 100,
+                    },
+                    user: user.into(),
+                    protocol: "rdp".into(),
+                    ordinal,
+                };
+                assert_eq!(Identity::parse_key(&i.key()), Some(i));
+            }
+        }
+    }
+}

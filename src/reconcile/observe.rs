@@ -15,16 +15,23 @@ use super::model::{
     GroupPath, GuestKey, GuestKind, ManagedConnection, ManagedGroup, ManagedTree, Params,
 };
 use crate::config::Selector;
-use crate::discovery::{AddressEvidence, AddressSource, GuestFacts, resolve_first};
+use crate::discovery::{AddressEvidence, AddressSource, GuestFacts, in_ranges, resolve_first};
 use crate::guacamole::{Connection, GuacamoleClient, GuacamoleError, ROOT_GROUP, TreeGroup};
 use crate::proxmox::{self, ClusterResource, ProxmoxClient};
 use crate::state::CachedAddress;
+
+/// How long a guest's last known address may stand in for a fresh one.
+pub const ADDRESS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// One cluster to observe and how to find addresses in it.
 pub struct ClusterSource<'a> {
     pub name: &'a str,
     pub client: Arc<ProxmoxClient>,
     pub sources: &'a [Box<dyn AddressSource>],
+    /// `sync.allowed_networks` (empty: any).
+    pub allowed: &'a [ipnet::IpNet],
+    /// Unix seconds, for the address cache's age.
+    pub now: u64,
 }
 
 pub async fn observe_cluster(
@@ -73,6 +80,7 @@ async fn observe_guest(
     selector: &Selector,
     cache: &BTreeMap<String, CachedAddress>,
 ) -> GuestObservation {
+    let (now, allowed) = (cluster.now, cluster.allowed);
     let key = GuestKey {
         cluster: cluster.name.to_owned(),
         vmid: r.vmid,
@@ -124,9 +132,13 @@ async fn observe_guest(
     };
     if crate::notes::parse(&notes).needs_discovery() {
         guest.address = resolve_first(cluster.sources, &facts).await;
+        // The last known address stands in while the guest is stopped, if
+        // it is recent and still inside the allowed ranges.
         if guest.address.address().is_none()
             && let Some(cached) = cache.get(&guest.key.to_string())
+            && now.saturating_sub(cached.seen_at) <= ADDRESS_CACHE_TTL.as_secs()
             && let Ok(address) = cached.address.parse::<Ipv4Addr>()
+            && in_ranges(address, allowed)
         {
             guest.address = AddressEvidence::Found {
                 address,
@@ -135,7 +147,7 @@ async fn observe_guest(
         }
     }
     guest.config = ConfigObservation::Read(GuestConfigFacts {
-        notes,
+        notes: crate::secret::Secret::new(notes),
         digest: config.digest,
         primary_mac,
         agent_enabled: facts.agent_enabled,

@@ -218,7 +218,15 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
         let Some(identity) = Identity::parse_key(key) else {
             continue;
         };
-        if have.find(&owned.id).is_none() || !taken.insert(owned.id.as_str()) {
+        // Outside the managed group only a connection that still looks like
+        // the one the daemon wrote is reclaimed: a state file that outlived
+        // its Guacamole (ids reused) must never take over someone's object.
+        let found = match (have.connections.get(&owned.id), have.outside.get(&owned.id)) {
+            (Some(_), _) => true,
+            (None, Some(c)) => c.name == owned.name && c.protocol == identity.protocol,
+            (None, None) => false,
+        };
+        if !found || !taken.insert(owned.id.as_str()) {
             continue;
         }
         if want.connections.contains_key(&identity) {
@@ -230,7 +238,6 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
     let by_place: BTreeMap<(&GroupPath, &str, &str), &str> = have
         .connections
         .values()
-        .filter(|c| !taken.contains(c.id.as_str()))
         .map(|c| {
             (
                 (&c.group, c.name.as_str(), c.protocol.as_str()),
@@ -238,17 +245,31 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
             )
         })
         .collect();
+    // Adopting an unowned connection by its place is safe only when every
+    // guest was judged: it might be a held guest's connection.
+    let may_adopt = want.held.is_empty() && want.complete_clusters == want.clusters;
     for (identity, conn) in &want.connections {
         if claims.owned.contains_key(identity) {
             continue;
         }
         let place = (&conn.group, conn.name.as_str(), conn.protocol.as_str());
-        if let Some(id) = by_place.get(&place)
-            && taken.insert(id)
-        {
-            claims.owned.insert(identity.clone(), (*id).to_owned());
-            claims.adopted.push((identity.clone(), (*id).to_owned()));
+        let Some(id) = by_place.get(&place).copied() else {
+            continue;
+        };
+        // The same guest's connection under another identity (e.g. the
+        // block's user changed, the name did not): take it over instead of
+        // creating a twin and deleting the original.
+        let same_guest = claims
+            .stale
+            .get(id)
+            .is_some_and(|old| old.guest == identity.guest);
+        if same_guest {
+            claims.stale.remove(id);
+        } else if !may_adopt || !taken.insert(id) {
+            continue;
         }
+        claims.owned.insert(identity.clone(), id.to_owned());
+        claims.adopted.push((identity.clone(), id.to_owned()));
     }
     claims
 }
@@ -355,7 +376,8 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
     // restart their absence clock.
     for key in st.absent_since.keys() {
         if let Some(guest) = parse_guest_key(key)
-            && (want.present.contains(&guest) || !want.complete_clusters.contains(&guest.cluster))
+            && ((want.present.contains(&guest) && !want.excluded.contains(&guest))
+                || !want.complete_clusters.contains(&guest.cluster))
         {
             p.absence.clear.insert(guest);
         }
@@ -384,23 +406,20 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
 /// moves its connection to a temporary name, freeing its place; the real
 /// renames that follow then succeed, in the same batch.
 fn park_blocked_renames(have: &ManagedTree, updates: &[PlannedAction]) -> Vec<PlannedAction> {
-    let place = |c: &DesiredConnection| (c.group.clone(), c.name.clone());
+    // Movers: updates that change a connection's place (group, name).
     let movers: BTreeMap<&str, (GroupPath, String)> = updates
         .iter()
         .filter_map(|a| match &a.action {
             Action::Update { id, connection, .. } => {
                 let now = have.connections.get(id)?;
-                let target = place(connection);
+                let target = (connection.group.clone(), connection.name.clone());
                 (target != (now.group.clone(), now.name.clone())).then_some((id.as_str(), target))
             }
             _ => None,
         })
         .collect();
-    let occupant: BTreeMap<(GroupPath, String), &str> = have
-        .connections
-        .values()
-        .map(|c| ((c.group.clone(), c.name.clone()), c.id.as_str()))
-        .collect();
+    let targets: BTreeMap<&(GroupPath, String), &str> =
+        movers.iter().map(|(id, t)| (t, *id)).collect();
     let mut parks = Vec::new();
     for a in updates {
         let Action::Update {
@@ -413,16 +432,16 @@ fn park_blocked_renames(have: &ManagedTree, updates: &[PlannedAction]) -> Vec<Pl
         else {
             continue;
         };
-        let Some(target) = movers.get(id.as_str()) else {
-            continue;
-        };
-        let blocked = occupant
-            .get(target)
-            .is_some_and(|other| *other != id && movers.contains_key(other));
-        if !blocked {
+        if !movers.contains_key(id.as_str()) {
             continue;
         }
+        // Another mover wants this connection's current place: vacate it
+        // first (chains and swaps alike), so every real rename can follow.
         let now = &have.connections[id];
+        let here = (now.group.clone(), now.name.clone());
+        if targets.get(&here).is_none_or(|other| *other == id) {
+            continue;
+        }
         let mut temp = format!("{}~{id}", now.name);
         if temp.chars().count() > 128 {
             temp = format!("~{id}");
@@ -540,22 +559,25 @@ fn judge_undesired(
     if !want.clusters.contains(&guest.cluster) {
         return Verdict::Keep(format!("cluster {} is not configured", guest.cluster));
     }
-    if want.excluded.contains(guest) {
-        return Verdict::Delete(
-            "guest no longer selected (template, include or exclude)".to_owned(),
-        );
-    }
-    if want.present.contains(guest) {
-        return Verdict::Delete("credential block removed from the notes".to_owned());
-    }
     if !want.complete_clusters.contains(&guest.cluster) {
         return Verdict::Keep(format!(
             "cluster {} was not fully observed: no deletes",
             guest.cluster
         ));
     }
+    let excluded = want.excluded.contains(guest);
+    if want.present.contains(guest) && !excluded {
+        return Verdict::Delete("credential block removed from the notes".to_owned());
+    }
+    // A vanished guest, or one the configuration no longer selects (a typo
+    // in `include` must not wipe connections at once): grace and prune apply.
+    let what = if excluded {
+        "guest no longer selected (template, include or exclude)"
+    } else {
+        "guest vanished from the cluster"
+    };
     if !s.prune {
-        return Verdict::Keep("guest vanished; pruning is off".to_owned());
+        return Verdict::Keep(format!("{what}; pruning is off"));
     }
     let since = st.absent_since.get(&guest.to_string()).copied();
     if since.is_none() {
@@ -563,11 +585,9 @@ fn judge_undesired(
     }
     after_grace(since, now, s, |age, grace| {
         if age >= grace {
-            Verdict::Delete(format!(
-                "guest vanished from the cluster {age}s ago (grace {grace}s)"
-            ))
+            Verdict::Delete(format!("{what} {age}s ago (grace {grace}s)"))
         } else {
-            Verdict::Keep(format!("guest vanished {age}s ago; pruned after {grace}s"))
+            Verdict::Keep(format!("{what} {age}s ago; pruned after {grace}s"))
         }
     })
 }

@@ -57,6 +57,9 @@ pub fn record(
     // Ownership learnt by adoption; parameters were read and compared, so
     // an unchanged adoptee is verified like any other.
     for (identity, id) in &plan.adopted {
+        // One owner per connection: an identity taking over another's
+        // connection (same guest, new user) replaces the old record.
+        st.connections.retain(|_, o| o.id != *id);
         st.connections.insert(
             identity.key(),
             OwnedConnection {
