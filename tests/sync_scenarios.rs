@@ -553,23 +553,27 @@ async fn an_update_keeps_the_attributes_an_operator_set() {
     assert!(writes(&lab, mark).is_empty());
 }
 
-async fn swap_names(version: GuacVersion) {
+/// Guests 100 and 101 name their ssh connections `before`, then `after`:
+/// the same two connections must carry the new names after one cycle, with
+/// no error and nothing left to write.
+async fn rename_two(version: GuacVersion, before: [&str; 2], after: [&str; 2]) {
     let mut seed = seed();
     seed.guacamole = GuacamoleSeed::example().version(version);
     let lab = lab(seed).await;
     let setup = config(&lab, SYNC);
     let engine = engine(&setup);
     let pve = lab.proxmox("lab");
-    pve.set_notes(100, "user:a pass:p protos:ssh confName:alpha;");
-    pve.set_notes(101, "user:a pass:p protos:ssh confName:beta;");
+    let name =
+        |vmid, n: &str| pve.set_notes(vmid, &format!("user:a pass:p protos:ssh confName:{n};"));
+    name(100, before[0]);
+    name(101, before[1]);
     cycle(&engine).await;
-    let (alpha, beta) = (conn_id(&lab, "alpha"), conn_id(&lab, "beta"));
-    pve.set_notes(100, "user:a pass:p protos:ssh confName:beta;");
-    pve.set_notes(101, "user:a pass:p protos:ssh confName:alpha;");
+    let ids = [conn_id(&lab, before[0]), conn_id(&lab, before[1])];
+    name(100, after[0]);
+    name(101, after[1]);
     let report = cycle(&engine).await;
     assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
-    assert_eq!(conn_id(&lab, "beta"), alpha, "same connection, new name");
-    assert_eq!(conn_id(&lab, "alpha"), beta);
+    assert_eq!([conn_id(&lab, after[0]), conn_id(&lab, after[1])], ids);
     let mark = lab.request_mark();
     cycle(&engine).await;
     assert!(writes(&lab, mark).is_empty());
@@ -577,12 +581,12 @@ async fn swap_names(version: GuacVersion) {
 
 #[tokio::test]
 async fn two_connections_swapping_names_converge_in_one_cycle_on_1_6() {
-    swap_names(GuacVersion::V1_6).await;
+    rename_two(GuacVersion::V1_6, ["alpha", "beta"], ["beta", "alpha"]).await;
 }
 
 #[tokio::test]
 async fn two_connections_swapping_names_converge_in_one_cycle_on_1_5() {
-    swap_names(GuacVersion::V1_5).await;
+    rename_two(GuacVersion::V1_5, ["alpha", "beta"], ["beta", "alpha"]).await;
 }
 
 #[tokio::test]
@@ -729,23 +733,7 @@ async fn a_held_guest_keeps_its_connection_even_when_state_is_lost() {
 
 #[tokio::test]
 async fn a_chain_of_renames_converges_in_one_cycle() {
-    let lab = lab(seed()).await;
-    let setup = config(&lab, SYNC);
-    let engine = engine(&setup);
-    let pve = lab.proxmox("lab");
-    pve.set_notes(100, "user:a pass:p protos:ssh confName:web01;");
-    pve.set_notes(101, "user:a pass:p protos:ssh confName:db01;");
-    cycle(&engine).await;
-    let (web, db) = (conn_id(&lab, "web01"), conn_id(&lab, "db01"));
-    pve.set_notes(100, "user:a pass:p protos:ssh confName:db01;");
-    pve.set_notes(101, "user:a pass:p protos:ssh confName:db02;");
-    let report = cycle(&engine).await;
-    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
-    assert_eq!(conn_id(&lab, "db01"), web);
-    assert_eq!(conn_id(&lab, "db02"), db);
-    let mark = lab.request_mark();
-    cycle(&engine).await;
-    assert!(writes(&lab, mark).is_empty());
+    rename_two(GuacVersion::V1_6, ["web01", "db01"], ["db01", "db02"]).await;
 }
 
 #[tokio::test]
