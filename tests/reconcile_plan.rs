@@ -475,7 +475,7 @@ proptest! {
 }
 
 #[test]
-fn a_group_is_not_deleted_while_a_connection_is_moving_out_of_it() {
+fn a_group_emptied_by_a_move_goes_in_the_same_cycle() {
     let a = ident("lab", 100, "admin", "rdp");
     let mut server = Server::default();
     let mut st = State::new();
@@ -486,10 +486,17 @@ fn a_group_is_not_deleted_while_a_connection_is_moving_out_of_it() {
     );
     let want = desired(vec![conn(&a, "a", &["new"], "192.0.2.10", "pw")]);
     let p = plan(&want, &server.observe(&want, &st, 1), &st, 1, &settings());
-    // The move is an update; deleting "old" now would take the connection
-    // with it if the update were deferred or failed.
-    assert_eq!(kinds(&p), ["create_group", "update"], "{p:#?}");
-    server.cycle(&want, &mut st, 1);
-    let p = plan(&want, &server.observe(&want, &st, 2), &st, 2, &settings());
-    assert_eq!(kinds(&p), ["delete_group"]);
+    // The emptied group goes in the same cycle, after the move (apply
+    // defers it if the move does not happen).
+    assert_eq!(
+        kinds(&p),
+        ["create_group", "update", "delete_group"],
+        "{p:#?}"
+    );
+    match &p.actions[1].action {
+        Action::Update { from_group, .. } => assert_eq!(from_group, &Some(vec!["old".to_owned()])),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.cycle(&want, &mut st, 1), 3);
+    assert_eq!(server.cycle(&want, &mut st, 2), 0);
 }

@@ -758,3 +758,48 @@ async fn a_new_user_under_the_same_name_updates_the_connection() {
     cycle(&engine).await;
     assert!(writes(&lab, mark).is_empty());
 }
+
+#[tokio::test]
+async fn a_failed_move_keeps_the_group_it_was_leaving() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let id = conn_id(&lab, "viewer@docker01-vnc");
+    // docker01 is alone in pve3; its block now asks for another group.
+    let notes = lab.proxmox("lab").notes(106).unwrap();
+    lab.proxmox("lab").set_notes(
+        106,
+        &notes.replace("protos:\"vnc\"", "protos:\"vnc\" group:\"Elsewhere\""),
+    );
+    let g = lab.guacamole();
+    let faults = lab.faults("guacamole");
+    let patch = faults.add(
+        FaultRule::error(500)
+            .method("PATCH")
+            .path_contains("/connections"),
+    );
+    let put = faults.add(
+        FaultRule::error(500)
+            .method("PUT")
+            .path_contains("/connections/"),
+    );
+    let report = cycle(&engine).await;
+    assert!(report.summary.errors > 0, "{:#?}", report.outcome);
+    // The move failed, so deleting pve3 (recursive) would have taken the
+    // connection with it: both are still there.
+    assert!(g.connection(&id).is_some());
+    assert!(g.groups().iter().any(|x| x.name == "pve3"));
+    faults.remove(patch);
+    faults.remove(put);
+    let report = cycle(&engine).await;
+    assert_eq!(
+        (report.summary.updated, report.summary.groups_deleted),
+        (1, 1)
+    );
+    let moved = g.connection(&id).unwrap();
+    assert_eq!(g.group(&moved.parent).unwrap().name, "Elsewhere");
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(writes(&lab, mark).is_empty());
+}

@@ -288,12 +288,21 @@ fn convert(
         .collect()
 }
 
-/// A group whose connection delete did not happen (budget, failure) must not
-/// be deleted: Guacamole deletes groups recursively.
+/// A group a connection was to be deleted from or moved out of, where that
+/// did not happen (budget, failure), must not be deleted: Guacamole deletes
+/// groups recursively.
 fn defer_groups_still_in_use(plan: &Plan, results: &mut [Option<ActionResult>]) {
     let mut busy: BTreeSet<GroupPath> = BTreeSet::new();
     for (i, a) in plan.actions.iter().enumerate() {
-        if let Action::Delete { group, .. } = &a.action
+        let leaves = match &a.action {
+            Action::Delete { group, .. } => Some(group),
+            Action::Update {
+                from_group: Some(group),
+                ..
+            } => Some(group),
+            _ => None,
+        };
+        if let Some(group) = leaves
             && !matches!(results[i], Some(ActionResult::Done { .. }))
         {
             busy.insert(group.clone());

@@ -47,6 +47,10 @@ pub enum Action {
         /// Guacamole update replaces everything).
         #[serde(skip)]
         attributes: BTreeMap<String, Option<String>>,
+        /// The managed group it leaves, when this update moves it: that
+        /// group may only be deleted once the move is done.
+        #[serde(skip)]
+        from_group: Option<GroupPath>,
     },
     RewriteNotes {
         rewrite: NotesRewrite,
@@ -338,6 +342,8 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
                             connection: wish.clone(),
                             changes,
                             attributes: actual.attributes.clone(),
+                            from_group: (actual.group != wish.group && !actual.outside)
+                                .then(|| actual.group.clone()),
                         },
                         reason,
                     });
@@ -383,7 +389,7 @@ pub fn plan(want: &Desired, have: &ManagedTree, st: &State, now: u64, s: &PlanSe
         }
     }
 
-    let mut groups = group_actions(want, have, &deletes);
+    let mut groups = group_actions(want, have, &deletes, &updates);
     if !s.prune_groups {
         groups.deletes.clear();
     }
@@ -459,6 +465,7 @@ fn park_blocked_renames(have: &ManagedTree, updates: &[PlannedAction]) -> Vec<Pl
                     to: temp,
                 }],
                 attributes: attributes.clone(),
+                from_group: None,
             },
             reason: "temporary name: another managed connection takes this name in the same cycle"
                 .to_owned(),
@@ -654,7 +661,12 @@ struct GroupActions {
 
 /// Groups needed by desired connections are created (parents first); managed
 /// groups that will hold nothing are deleted (deepest first).
-fn group_actions(want: &Desired, have: &ManagedTree, deletes: &[PlannedAction]) -> GroupActions {
+fn group_actions(
+    want: &Desired,
+    have: &ManagedTree,
+    deletes: &[PlannedAction],
+    updates: &[PlannedAction],
+) -> GroupActions {
     let mut needed: BTreeSet<GroupPath> = BTreeSet::new();
     let mut add_with_parents = |path: &GroupPath| {
         for n in 1..=path.len() {
@@ -664,18 +676,25 @@ fn group_actions(want: &Desired, have: &ManagedTree, deletes: &[PlannedAction]) 
     for conn in want.connections.values() {
         add_with_parents(&conn.group);
     }
-    let deleted: BTreeSet<&str> = deletes
+    let leaving: BTreeSet<&str> = deletes
         .iter()
+        .chain(updates)
         .filter_map(|a| match &a.action {
-            Action::Delete { id, .. } => Some(id.as_str()),
+            Action::Delete { id, .. }
+            | Action::Update {
+                id,
+                from_group: Some(_),
+                ..
+            } => Some(id.as_str()),
             _ => None,
         })
         .collect();
-    // Every connection not deleted by this plan holds the group it is in now,
-    // even one about to move out: Guacamole deletes groups recursively, and
-    // the move may be deferred or fail. The emptied group goes next cycle.
+    // Every connection that stays where it is holds its group. One that this
+    // plan deletes or moves away does not; apply deletes such a group only
+    // after every delete and move out of it is done (Guacamole deletes
+    // groups recursively).
     for c in have.connections.values() {
-        if !deleted.contains(c.id.as_str()) {
+        if !leaving.contains(c.id.as_str()) {
             add_with_parents(&c.group);
         }
     }
