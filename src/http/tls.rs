@@ -121,14 +121,15 @@ pub fn client_config(mode: &TlsMode) -> Result<ClientConfig, String> {
         }
         TlsMode::PinnedSha256(fp) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                pin: *fp,
+            .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                pin: Some(*fp),
                 algorithms: provider.signature_verification_algorithms,
             }))
             .with_no_client_auth(),
         TlsMode::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(InsecureVerifier {
+            .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                pin: None,
                 algorithms: provider.signature_verification_algorithms,
             }))
             .with_no_client_auth(),
@@ -168,16 +169,18 @@ impl fmt::Display for PinMismatch {
 
 impl std::error::Error for PinMismatch {}
 
-/// Trusts exactly one leaf certificate. The pin replaces chain, name and date
-/// checks, but the handshake signature is still verified against the pinned
-/// certificate's key, so a server must hold its private key.
+/// Checks only the leaf certificate: with a pin, exactly that certificate is
+/// accepted (the pin replaces chain, name and date checks); without one
+/// (`insecure: true`) any certificate is. Either way the handshake signature
+/// is verified against the presented certificate's key, so with a pin the
+/// server must hold the pinned certificate's private key.
 #[derive(Debug)]
-struct PinnedVerifier {
-    pin: [u8; 32],
+struct LeafVerifier {
+    pin: Option<[u8; 32]>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+impl ServerCertVerifier for LeafVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -186,55 +189,14 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if certificate_fingerprint(end_entity.as_ref()) == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(PinMismatch)),
-            )))
+        match self.pin {
+            Some(pin) if certificate_fingerprint(end_entity.as_ref()) != pin => {
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    rustls::OtherError(Arc::new(PinMismatch)),
+                )))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any certificate (operator chose `insecure: true`); still checks
-/// that the handshake is signed by the presented certificate.
-#[derive(Debug)]
-struct InsecureVerifier {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for InsecureVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -286,18 +286,25 @@ impl Store {
     /// Directory-PATCH removal: unknown all-digit ids succeed silently,
     /// non-numeric ids fail in the database (500).
     pub fn patch_remove_connection(&mut self, actor: &Actor, id_text: &str) -> Result<(), Fail> {
-        let key = numeric_id(id_text).map_or_else(|| id_text.to_string(), |n| n.to_string());
-        if !self.may(
-            actor,
-            ObjectKind::Connection,
-            &key,
-            ObjectPermission::Delete,
-        ) {
-            return Err(GuacError::denied().into());
-        }
-        let id = numeric_id(id_text).ok_or_else(GuacError::internal)?;
+        let id = self.patch_removal_target(actor, ObjectKind::Connection, id_text)?;
         self.remove_connection(id);
         Ok(())
+    }
+
+    /// The id a directory-PATCH `remove` acts on: DELETE permission is
+    /// checked first (whether or not the object exists), then a non-numeric
+    /// id fails in the database (500).
+    pub(crate) fn patch_removal_target(
+        &self,
+        actor: &Actor,
+        kind: ObjectKind,
+        id_text: &str,
+    ) -> Result<u64, Fail> {
+        let key = numeric_id(id_text).map_or_else(|| id_text.to_string(), |n| n.to_string());
+        if !self.may(actor, kind, &key, ObjectPermission::Delete) {
+            return Err(GuacError::denied().into());
+        }
+        Ok(numeric_id(id_text).ok_or_else(GuacError::internal)?)
     }
 
     /// Drop a connection, its parameters and every grant on it.

@@ -11,7 +11,7 @@ use super::body::GroupBody;
 use super::connections::MAX_NAME;
 use super::errors::{Fail, GuacError};
 use super::model::{
-    Actor, Connection, Group, ParentRef, Store, connection_json, group_json, numeric_id, root_json,
+    Actor, Connection, Group, ParentRef, Store, connection_json, group_json, root_json,
 };
 use super::permissions::{ObjectKind, ObjectPermission, SystemPermission};
 use super::seed::GuacVersion;
@@ -255,16 +255,7 @@ impl Store {
 
     /// Directory-PATCH removal (see `patch_remove_connection`).
     pub fn patch_remove_group(&mut self, actor: &Actor, id_text: &str) -> Result<(), Fail> {
-        let key = numeric_id(id_text).map_or_else(|| id_text.to_string(), |n| n.to_string());
-        if !self.may(
-            actor,
-            ObjectKind::ConnectionGroup,
-            &key,
-            ObjectPermission::Delete,
-        ) {
-            return Err(GuacError::denied().into());
-        }
-        let id = numeric_id(id_text).ok_or_else(GuacError::internal)?;
+        let id = self.patch_removal_target(actor, ObjectKind::ConnectionGroup, id_text)?;
         self.remove_group_recursive(id);
         Ok(())
     }
