@@ -5,6 +5,7 @@ pub mod config;
 pub mod crypto;
 pub mod discovery;
 pub mod guacamole;
+pub mod health;
 pub mod host;
 pub mod http;
 pub mod notes;

@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub encryption: Option<At<RawEncryption>>,
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
+    pub health: Option<At<super::health::RawHealth>>,
 }
 
 #[derive(Debug, Deserialize)]

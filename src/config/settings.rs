@@ -25,6 +25,8 @@ pub struct Settings {
     /// Daemon state (identity map, address cache, power journal).
     pub state_dir: PathBuf,
     pub logging: LoggingSettings,
+    /// Metrics and health listener.
+    pub health: super::health::HealthSettings,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

@@ -246,7 +246,8 @@ struct Inner {
     retry: RetryPolicy,
     max_response_bytes: usize,
     limits: Limits,
-    stats: Stats,
+    /// Shared so the metrics exporter can read it at scrape time.
+    stats: Arc<Stats>,
 }
 
 impl fmt::Debug for Http {
@@ -303,7 +304,7 @@ impl Http {
                 retry: cfg.retry,
                 max_response_bytes: cfg.max_response_bytes,
                 limits: Limits::new(cfg.rate_limit_per_sec, cfg.burst, cfg.concurrency),
-                stats: Stats::default(),
+                stats: Arc::default(),
             }),
         })
     }
@@ -553,6 +554,12 @@ impl Http {
     /// Attempts sent so far (retries included).
     pub fn request_count(&self) -> u64 {
         self.inner.stats.total()
+    }
+
+    /// The live counters, for exporters that read them at scrape time
+    /// (without keeping the client and its connection pool alive).
+    pub fn stats_source(&self) -> Arc<Stats> {
+        Arc::clone(&self.inner.stats)
     }
 }
 
