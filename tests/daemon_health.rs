@@ -86,6 +86,19 @@ async fn wait_for(addr: SocketAddr, path: &str, status: u16) -> String {
     panic!("{path} never answered {status}; last answer: {last:?}");
 }
 
+/// Polls /metrics until `n` cycles ended `ok` (at most 100 tries, 100 ms apart).
+async fn wait_for_cycles(addr: SocketAddr, n: f64) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = get(addr, "/metrics").await.expect("listening").1;
+        if samples(&last).get("pve_guac_sync_cycles_total{outcome=\"ok\"}") == Some(&n) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never {n} ok cycles:\n{last}");
+}
+
 /// Samples of the text exposition: `name{labels}` → value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
@@ -190,6 +203,15 @@ async fn run_serves_health_readiness_and_metrics_that_match_the_lab() {
         };
         *seen.entry((api, r.status.to_string())).or_default() += 1.0;
     }
+    assert!(
+        seen.contains_key(&("guacamole".into(), "200".into())),
+        "{seen:?}"
+    );
+    // The lab's agent of vmid 102 is not running: its 500 is counted apart.
+    assert!(
+        seen.contains_key(&("proxmox:lab".into(), "500".into())),
+        "{seen:?}"
+    );
     assert_eq!(requests_by_api_and_status(&metrics), seen, "{metrics}");
     for secret in [
         "S3cret",
@@ -204,14 +226,7 @@ async fn run_serves_health_readiness_and_metrics_that_match_the_lab() {
 
     // SIGUSR1: one more cycle, which has nothing to change.
     daemon.signal("USR1");
-    let mut after = String::new();
-    for _ in 0..100 {
-        after = get(addr, "/metrics").await.unwrap().1;
-        if samples(&after).get("pve_guac_sync_cycles_total{outcome=\"ok\"}") == Some(&2.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let after = wait_for_cycles(addr, 2.0).await;
     let m2 = samples(&after);
     assert_eq!(
         m2.get("pve_guac_sync_cycles_total{outcome=\"ok\"}"),
@@ -227,7 +242,57 @@ async fn run_serves_health_readiness_and_metrics_that_match_the_lab() {
         Some(&2.0)
     );
 
+    // A reload that rebuilds the cluster's client (new timeout): its
+    // counters start from zero, the exported ones go on from the old.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    assert_eq!(text.matches("request: 10s").count(), 1);
+    std::fs::write(&setup.config, text.replace("request: 10s", "request: 11s")).unwrap();
+    // A reload that takes is followed by a cycle.
+    daemon.signal("HUP");
+    let after = wait_for_cycles(addr, 3.0).await;
+    assert_eq!(
+        samples(&after).get(
+            "pve_guac_sync_requests_total{api=\"proxmox:lab\",endpoint=\"GET /cluster/resources\",status=\"200\"}"
+        ),
+        Some(&3.0),
+        "{after}"
+    );
+    assert_eq!(wait_for(addr, "/readyz", 200).await, "ready\n");
+
     daemon.signal("TERM");
     assert_eq!(daemon.exit_code(Duration::from_secs(30)).await, Some(0));
     assert!(get(addr, "/healthz").await.is_none(), "the listener closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_at_start_when_the_health_port_is_taken() {
+    let lab = lab(LabSeed::default()).await;
+    let setup = config(&lab, "  interval: 1h");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text.push_str(&format!("health:\n  listen: \"{addr}\"\n"));
+    std::fs::write(&setup.config, text).unwrap();
+
+    let mark = lab.request_mark();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pve-guac-sync"));
+    cmd.arg("--config").arg(&setup.config).arg("run");
+    cmd.env_remove("NOTIFY_SOCKET").stdin(Stdio::null());
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || cmd.output().expect("binary runs")),
+    )
+    .await
+    .expect("exits within 30 s")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr} for health and metrics (health.listen): "
+        )),
+        "{stderr}"
+    );
+    // Nothing was contacted before giving up.
+    assert_eq!(lab.requests_since(mark).len(), 0);
 }

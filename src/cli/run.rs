@@ -1,15 +1,18 @@
 //! `run`: the long-running service (see `daemon`). Exit 0 after a graceful
 //! stop, 2 when the configuration is invalid at start, 1 when the state
-//! directory is held by another process or cannot be used; 130 when a
+//! directory is held by another process or cannot be used, or when
+//! `health.listen` cannot be bound; 130 when a
 //! second stop signal cuts the shutdown short.
 
 use std::path::Path;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::config::Settings;
 use crate::daemon::{Daemon, control};
+use crate::health::{Health, HealthError};
 use crate::systemd::Notifier;
 
 #[derive(Debug, clap::Args)]
@@ -42,7 +45,35 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     if args.dry_run {
         daemon.force_dry_run();
     }
+    let listener = match start_health(&mut daemon).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(label = e.label(), "{e}");
+            return Ok(1);
+        }
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     control::forward_signals(tx)?;
-    Ok(daemon.run(rx).await)
+    let code = daemon.run(rx).await;
+    if let Some((cancel, serving)) = listener {
+        cancel.cancel();
+        let _ = serving.await;
+    }
+    Ok(code)
+}
+
+type Serving = (CancellationToken, tokio::task::JoinHandle<()>);
+
+/// Binds `health.listen` (when set) before the first cycle, so a taken port
+/// stops the start rather than leaving the service without its probes.
+async fn start_health(daemon: &mut Daemon) -> Result<Option<Serving>, HealthError> {
+    let Some(addr) = daemon.settings().health.listen else {
+        return Ok(None);
+    };
+    let health = Health::new(daemon.settings().sync.interval);
+    let listener = health.bind(addr).await?;
+    daemon.attach_health(health);
+    let cancel = CancellationToken::new();
+    let serving = tokio::spawn(listener.serve(cancel.clone()));
+    Ok(Some((cancel, serving)))
 }

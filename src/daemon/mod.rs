@@ -26,6 +26,7 @@ pub use control::Control;
 pub use status::{CycleRecord, DaemonStatus};
 
 use crate::config::{ConfigError, Settings};
+use crate::health::Health;
 use crate::reconcile::cycle::{CycleError, CycleOptions, CycleReport, Engine, Mode};
 use crate::state::{State, StateError, StateFile};
 use crate::systemd::Notifier;
@@ -76,6 +77,8 @@ pub struct Daemon {
     failures: u32,
     watchdog_every: Option<Duration>,
     dry_run_override: bool,
+    /// The metrics and health listener's view, when `health.listen` is set.
+    health: Option<Health>,
 }
 
 /// What woke the loop.
@@ -114,6 +117,7 @@ impl Daemon {
             failures: 0,
             watchdog_every: crate::systemd::watchdog_interval(),
             dry_run_override: false,
+            health: None,
         })
     }
 
@@ -130,6 +134,13 @@ impl Daemon {
     pub fn force_dry_run(&mut self) {
         self.dry_run_override = true;
         self.status.send_modify(|s| s.dry_run = true);
+    }
+
+    /// Reports every cycle, reload and the shutdown to `health`, and lets it
+    /// read the API clients' request counters.
+    pub fn attach_health(&mut self, health: Health) {
+        health.track_clients(&self.engine.clients);
+        self.health = Some(health);
     }
 
     /// How often to ping the watchdog (default: half of `$WATCHDOG_USEC`).
@@ -336,6 +347,12 @@ impl Daemon {
     ) {
         let finished_at = SystemTime::now();
         let http = self.engine.clients.http_stats();
+        if let Some(health) = &self.health {
+            match &result {
+                Ok(report) => health.record_cycle(report),
+                Err(e) => health.record_failure(e.label(), duration),
+            }
+        }
         let record = match result {
             Ok(report) => {
                 let outcome = outcome_of(&report);
@@ -417,6 +434,10 @@ impl Daemon {
                 });
                 // New settings may have healed a failing cluster.
                 self.backoff.clear();
+                if let Some(health) = &self.health {
+                    health.set_interval(interval);
+                    health.track_clients(&self.engine.clients);
+                }
                 true
             }
             Err(problems) => {
@@ -434,6 +455,9 @@ impl Daemon {
     async fn swap_in(&mut self, new: Settings) -> Result<(), Vec<String>> {
         if new.logging != self.engine.settings.logging {
             warn!("logging settings change at the next restart");
+        }
+        if new.health != self.engine.settings.health {
+            warn!("health.listen changes at the next restart");
         }
         let warnings: Vec<String> = new.warnings.iter().map(ToString::to_string).collect();
         let changes = self
@@ -459,6 +483,9 @@ impl Daemon {
         self.notifier
             .stopping("stopping: saving state and logging out of Guacamole");
         self.status.send_modify(|s| s.stopping = true);
+        if let Some(health) = &self.health {
+            health.stopping();
+        }
         if let Err(e) = self.file.save(&self.state) {
             error!(error = %e, label = e.label(), "cannot write the state file at shutdown");
         }

@@ -11,13 +11,17 @@ use crate::reconcile::record::ActionResult;
 /// clusters not fully observed and connection parameters that could not be read.
 pub(crate) const OBSERVE_INCOMPLETE: &str = "observe_incomplete";
 
+/// The words of the journal's cycle event and of `STATUS=`
+/// (`daemon::status::outcome_of`), plus `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CycleOutcome {
-    /// Completed without errors (changes may be left pending by the budget).
+    /// Completed; nothing failed, nothing left over.
     Ok,
+    /// Completed without errors; the change budget left work for later.
+    Pending,
     /// Completed, but some action failed or some source was not fully read.
-    Partial,
-    /// Aborted before its end (e.g. Guacamole unreachable).
+    Errors,
+    /// Stopped before its end (e.g. Guacamole unreachable).
     Failed,
 }
 
@@ -25,15 +29,27 @@ impl CycleOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             CycleOutcome::Ok => "ok",
-            CycleOutcome::Partial => "partial",
+            CycleOutcome::Pending => "pending",
+            CycleOutcome::Errors => "errors",
             CycleOutcome::Failed => "failed",
         }
+    }
+
+    /// Whether the cycle ran to its end (what readiness asks for).
+    pub fn completed(self) -> bool {
+        self != CycleOutcome::Failed
+    }
+
+    /// Whether it completed without errors (what "last success" means).
+    pub fn clean(self) -> bool {
+        matches!(self, CycleOutcome::Ok | CycleOutcome::Pending)
     }
 }
 
 /// One cycle, as the metrics and the readiness rule see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CycleFacts {
+    pub outcome: CycleOutcome,
     pub duration: Duration,
     /// Error label → how many.
     pub errors: BTreeMap<String, u64>,
@@ -51,17 +67,10 @@ pub struct Completed {
 }
 
 impl CycleFacts {
-    pub fn outcome(&self) -> CycleOutcome {
-        match &self.completed {
-            None => CycleOutcome::Failed,
-            Some(_) if self.errors.values().sum::<u64>() > 0 => CycleOutcome::Partial,
-            Some(_) => CycleOutcome::Ok,
-        }
-    }
-
     /// A cycle that ended with an error of this label.
     pub fn failed(label: &str, duration: Duration) -> CycleFacts {
         CycleFacts {
+            outcome: CycleOutcome::Failed,
             duration,
             errors: BTreeMap::from([(label.to_owned(), 1)]),
             completed: None,
@@ -84,7 +93,15 @@ impl CycleFacts {
         let wanted = &report.desired.connections;
         let guests: BTreeSet<_> = wanted.keys().map(|identity| &identity.guest).collect();
         let n = |v: usize| v as u64;
+        let outcome = if s.errors > 0 {
+            CycleOutcome::Errors
+        } else if s.pending > 0 && !s.dry_run {
+            CycleOutcome::Pending
+        } else {
+            CycleOutcome::Ok
+        };
         CycleFacts {
+            outcome,
             duration: Duration::from_millis(u64::try_from(report.duration_ms).unwrap_or(u64::MAX)),
             errors,
             completed: Some(Completed {

@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::facts::{CycleFacts, CycleOutcome};
+use super::facts::CycleFacts;
 use super::requests::RequestCollector;
 
 pub(crate) const PREFIX: &str = "pve_guac_sync";
@@ -68,8 +68,8 @@ impl Metrics {
         };
         registry.register(
             "cycles",
-            "Reconcile cycles by outcome: ok (no errors), partial (completed with errors), \
-             failed (aborted)",
+            "Reconcile cycles by outcome: ok, pending (the change budget left work), errors \
+             (completed with errors), failed (stopped early)",
             m.cycles.clone(),
         );
         registry.register_with_unit(
@@ -113,7 +113,7 @@ impl Metrics {
     }
 
     pub fn record(&self, facts: &CycleFacts, ended_unix: f64) {
-        let outcome = facts.outcome();
+        let outcome = facts.outcome;
         self.cycles
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.as_str(),
@@ -140,7 +140,7 @@ impl Metrics {
         self.pending.set(gauge_value(done.pending));
         self.guests.set(gauge_value(done.guests));
         self.connections.set(gauge_value(done.connections));
-        if outcome == CycleOutcome::Ok {
+        if outcome.clean() {
             self.last_success.set(ended_unix);
         }
     }

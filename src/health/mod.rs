@@ -125,12 +125,11 @@ impl Health {
         let clock = &self.inner.clock;
         self.inner.metrics.record(facts, clock.unix_seconds());
         let mut readiness = self.readiness();
-        match facts.outcome() {
-            CycleOutcome::Failed => {
-                let label = facts.errors.keys().next().map_or("unknown", String::as_str);
-                readiness.failed(label);
-            }
-            CycleOutcome::Ok | CycleOutcome::Partial => readiness.completed(clock.now()),
+        if facts.outcome.completed() {
+            readiness.completed(clock.now());
+        } else {
+            let label = facts.errors.keys().next().map_or("unknown", String::as_str);
+            readiness.failed(label);
         }
     }
 

@@ -107,7 +107,9 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
     let m =
         |h: &Health, name: &str, labels: &[(&str, &str)]| sample(&h.metrics_text(), name, labels);
 
+    // Changes left to the budget, no errors: a clean cycle.
     health.record(&CycleFacts {
+        outcome: CycleOutcome::Pending,
         duration: Duration::from_millis(1500),
         errors: BTreeMap::new(),
         completed: Some(completed([3, 1, 0, 2, 1, 0], 4)),
@@ -122,7 +124,11 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
         "{text}"
     );
     assert_eq!(
-        m(&health, "pve_guac_sync_cycles_total", &[("outcome", "ok")]),
+        m(
+            &health,
+            "pve_guac_sync_cycles_total",
+            &[("outcome", "pending")]
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -209,10 +215,11 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
         Some(1.0)
     );
 
-    // A cycle with errors: counted as partial, changes add up, the last
-    // success stays where it was.
+    // A cycle with errors: changes add up, the last success stays where
+    // it was.
     clock.advance(Duration::from_secs(60));
     health.record(&CycleFacts {
+        outcome: CycleOutcome::Errors,
         duration: Duration::from_millis(200),
         errors: BTreeMap::from([
             ("guacamole_rejected".to_owned(), 1),
@@ -224,7 +231,7 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
         m(
             &health,
             "pve_guac_sync_cycles_total",
-            &[("outcome", "partial")]
+            &[("outcome", "errors")]
         ),
         Some(1.0)
     );
@@ -278,8 +285,16 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
         Some(1.0)
     );
     assert_eq!(
-        m(&health, "pve_guac_sync_cycles_total", &[("outcome", "ok")]),
+        m(
+            &health,
+            "pve_guac_sync_cycles_total",
+            &[("outcome", "pending")]
+        ),
         Some(1.0)
+    );
+    assert_eq!(
+        m(&health, "pve_guac_sync_cycles_total", &[("outcome", "ok")]),
+        None
     );
     assert_eq!(
         m(
@@ -308,6 +323,7 @@ fn exporter_counts_cycles_by_outcome_changes_errors_and_sets_the_gauges() {
 
     clock.advance(Duration::from_secs(60));
     health.record(&CycleFacts {
+        outcome: CycleOutcome::Ok,
         duration: Duration::from_millis(100),
         errors: BTreeMap::new(),
         completed: Some(completed([0; 6], 0)),
@@ -358,6 +374,8 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
         },
         requests: BTreeMap::new(),
         duration_ms: 2500,
+        degraded_clusters: Vec::new(),
+        cycle: 1,
         problems: Vec::new(),
         plan: Default::default(),
         desired: Default::default(),
@@ -385,7 +403,7 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
         .into_iter()
         .collect();
     let facts = CycleFacts::from_report(&report);
-    assert_eq!(facts.outcome(), CycleOutcome::Partial);
+    assert_eq!(facts.outcome, CycleOutcome::Errors);
     assert_eq!(facts.duration, Duration::from_millis(2500));
     assert_eq!(
         facts.errors,
@@ -411,9 +429,26 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
         ]
     );
 
+    // The same words as the journal and STATUS= use.
     report.summary.errors = 0;
     report.outcome.results.clear();
-    assert_eq!(CycleFacts::from_report(&report).outcome(), CycleOutcome::Ok);
+    assert_eq!(
+        CycleFacts::from_report(&report).outcome,
+        CycleOutcome::Pending
+    );
+    for errors in [0, 1] {
+        for pending in [0, 2] {
+            for dry_run in [false, true] {
+                report.summary.errors = errors;
+                report.summary.pending = pending;
+                report.summary.dry_run = dry_run;
+                assert_eq!(
+                    CycleFacts::from_report(&report).outcome.as_str(),
+                    crate::daemon::status::outcome_of(&report)
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -584,6 +619,7 @@ async fn listener_serves_each_endpoint_and_readiness_follows_the_cycles() {
     );
 
     health.record(&CycleFacts {
+        outcome: CycleOutcome::Ok,
         duration: Duration::from_secs(1),
         errors: BTreeMap::new(),
         completed: Some(completed([1, 0, 0, 0, 0, 0], 0)),
@@ -602,6 +638,7 @@ async fn listener_serves_each_endpoint_and_readiness_follows_the_cycles() {
         )
     );
     health.record(&CycleFacts {
+        outcome: CycleOutcome::Errors,
         duration: Duration::from_secs(1),
         errors: BTreeMap::from([("observe_incomplete".to_owned(), 1)]),
         completed: Some(completed([0; 6], 0)),
@@ -609,7 +646,7 @@ async fn listener_serves_each_endpoint_and_readiness_follows_the_cycles() {
     assert_eq!(
         get(addr, "/readyz").await.status,
         200,
-        "a partial cycle completed"
+        "a cycle with errors completed"
     );
 
     let a = get(addr, "/metrics").await;
@@ -629,7 +666,7 @@ async fn listener_serves_each_endpoint_and_readiness_follows_the_cycles() {
         sample(
             &a.body,
             "pve_guac_sync_cycles_total",
-            &[("outcome", "partial")]
+            &[("outcome", "errors")]
         ),
         Some(1.0)
     );
