@@ -34,9 +34,11 @@ write_units() {
     local units=$1 target
     rm -rf "$units"
     mkdir -p "$units"
-    for target in default sysinit basic local-fs swap shutdown umount multi-user network-online; do
+    for target in sysinit basic local-fs swap shutdown umount multi-user network-online; do
         printf '[Unit]\nDescription=%s (sandbox)\n' "$target" >"$units/$target.target"
     done
+    printf '[Unit]\nDescription=default (sandbox)\nWants=systemd-journald.service\n' \
+        >"$units/default.target"
     cp /lib/systemd/system/systemd-journald.service \
         /lib/systemd/system/systemd-journald.socket \
         /lib/systemd/system/systemd-journald-dev-log.socket "$units/"
@@ -67,6 +69,10 @@ init() {
     overlay var
     write_units "$work/units"
     install_package_files "$work"
+    # As on a booted host: systemd moves each service's credentials mount
+    # into place from a helper's namespace, which must propagate back.
+    # (The namespace was made private, so nothing reaches the host.)
+    mount --make-rshared /
     export SYSTEMD_UNIT_PATH=$work/units
     : >"$work/ready"
     exec /lib/systemd/systemd --system --unit=default.target
