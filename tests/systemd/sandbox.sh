@@ -53,9 +53,10 @@ install_package_files() {
     touch /usr/bin/pve-guac-sync
     mount --bind "$work/pve-guac-sync" /usr/bin/pve-guac-sync
     install -d -m 0700 /etc/credstore
-    if [ -d "$work/credstore" ]; then
-        install -m 0600 "$work"/credstore/* /etc/credstore/
-    fi
+    local credential
+    for credential in "$work"/credstore/*; do
+        [ -f "$credential" ] && install -m 0600 "$credential" /etc/credstore/
+    done
     install -m 0644 "$work/repo-systemd/pve-guac-sync.service" "$work/units/"
     install -d "$work/units/pve-guac-sync.service.d"
     install -m 0644 "$work/dropin.conf" "$work/units/pve-guac-sync.service.d/test.conf"
