@@ -17,6 +17,7 @@ use common::{TOKEN_ID, TOKEN_SECRET, managed_names};
 use harness::{Install, Sandbox, skip_reason};
 use pve_guac_lab::guacamole::{GuacamoleSeed, UserSeed};
 use pve_guac_lab::{Lab, LabSeed};
+use pve_guac_sync::telemetry::AUDIT_MESSAGE_ID;
 use serde_json::Value;
 
 const UNIT: &str = "pve-guac-sync.service";
@@ -268,6 +269,3 @@ fn journal_has_fields_and_audit_events_but_no_secrets(sandbox: &Sandbox) {
         assert!(create[field].is_string(), "{field} missing: {create:#}");
     }
 }
-
-/// The stable MESSAGE_ID of audit events (README.md, "Logging and audit").
-const AUDIT_MESSAGE_ID: &str = "TODO";
