@@ -60,7 +60,7 @@ fn the_service_runs_reloads_recovers_and_stops_under_systemd() {
     broken_reload_keeps_the_old_configuration(&sandbox, &lab);
     watchdog_restarts_a_frozen_daemon(&sandbox, &lab);
     stop_logs_out(&sandbox, &lab);
-    journal_has_fields_and_audit_events_but_no_secrets(&sandbox);
+    journal_has_fields_and_audit_events_but_no_secrets(&sandbox, &lab);
 }
 
 fn seed() -> LabSeed {
@@ -167,19 +167,26 @@ fn broken_reload_keeps_the_old_configuration(sandbox: &Sandbox, lab: &Lab) {
     let main_pid = sandbox.show(UNIT, "MainPID");
     let kept = names(lab);
     // Valid YAML, invalid configuration: a misspelt key on its own line.
-    sandbox.install_config(&config(lab, "{vmname}-BROKEN", "  bogus_key: 1\n"));
+    let broken = config(lab, "{vmname}-BROKEN", "  bogus_key: 1\n");
+    let line = 1 + broken
+        .lines()
+        .position(|l| l.contains("bogus_key"))
+        .unwrap();
+    let problem = format!("/etc/pve-guac-sync/config.yaml:{line}: sync.bogus_key");
+    sandbox.install_config(&broken);
     sandbox.systemctl_ok(&["reload", UNIT]);
     let status = sandbox.wait("the reload error in STATUS=", 30, |s| {
-        Some(s.show(UNIT, "StatusText")).filter(|t| t.contains("bogus_key"))
+        Some(s.show(UNIT, "StatusText")).filter(|t| t.contains(&problem))
     });
     println!("StatusText after a broken reload: {status}");
     assert_eq!(sandbox.show(UNIT, "ActiveState"), "active");
     assert_eq!(sandbox.show(UNIT, "MainPID"), main_pid);
-    let journal = sandbox.journal_text(UNIT);
-    assert!(
-        journal.contains("/etc/pve-guac-sync/config.yaml") && journal.contains("bogus_key"),
-        "the journal names the file and the key:\n{journal}"
-    );
+    sandbox.wait("the reload problem in the journal", 10, |s| {
+        unit_entries(&s.journal_json())
+            .iter()
+            .any(|e| e["PRIORITY"] == "3" && field(e, "PROBLEM").contains(&problem))
+            .then_some(())
+    });
     // Cycles go on with the old file: two more Proxmox listings, no changes.
     let mark = lab.request_mark();
     sandbox.wait("two more cycles", 30, |_| {
@@ -230,42 +237,97 @@ fn stop_logs_out(sandbox: &Sandbox, lab: &Lab) {
     assert_eq!(sandbox.show(UNIT, "ActiveState"), "inactive");
     assert_eq!(sandbox.show(UNIT, "Result"), "success");
     assert_eq!(sandbox.show(UNIT, "ExecMainStatus"), "0");
-    let logouts: Vec<String> = lab
-        .requests_since(mark)
-        .into_iter()
-        .filter(|r| r.server == "guacamole" && r.method == "DELETE" && r.route.contains("/tokens/"))
-        .map(|r| format!("{} {} -> {}", r.method, r.route, r.status))
+    let requests = lab.requests_since(mark);
+    // Guacamole 1.6 ends a session with `DELETE /session` (older releases
+    // with `DELETE /tokens/{token}`).
+    let logouts: Vec<String> = requests
+        .iter()
+        .filter(|r| {
+            r.server == "guacamole"
+                && r.method == "DELETE"
+                && (r.route == "DELETE /session" || r.route == "DELETE /tokens/{token}")
+        })
+        .map(|r| format!("{} -> {}", r.route, r.status))
         .collect();
-    assert_eq!(logouts, ["DELETE /tokens/{token} -> 204"]);
+    assert_eq!(
+        logouts,
+        ["DELETE /session -> 204"],
+        "requests after the stop began: {:#?}\n{}",
+        requests
+            .iter()
+            .map(|r| format!("{} {} {}", r.server, r.route, r.status))
+            .collect::<Vec<_>>(),
+        sandbox.journal_text(UNIT)
+    );
 }
 
-fn journal_has_fields_and_audit_events_but_no_secrets(sandbox: &Sandbox) {
+fn journal_has_fields_and_audit_events_but_no_secrets(sandbox: &Sandbox, lab: &Lab) {
     let raw = sandbox.journal_json();
     let mut secrets = vec![TOKEN_SECRET, GUAC_PASSWORD, NOTES_PASSPHRASE, "gAAAAA"];
     secrets.extend_from_slice(NOTE_PASSWORDS);
     for secret in secrets {
         assert!(!raw.contains(secret), "{secret} reached the journal");
     }
-    let entries: Vec<Value> = raw
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("journalctl -o json prints JSON lines"))
-        .filter(|e: &Value| e["_SYSTEMD_UNIT"] == UNIT)
-        .collect();
+    let entries = unit_entries(&raw);
     let audit: Vec<&Value> = entries
         .iter()
         .filter(|e| e["MESSAGE_ID"] == AUDIT_MESSAGE_ID)
         .collect();
-    assert!(
-        audit.iter().any(|e| e["ACTION"] == "create"),
-        "audit events for the first cycle's creates: {audit:#?}"
-    );
     for event in &audit {
-        for field in ["ACTION", "RESULT", "CLUSTER", "CYCLE"] {
-            assert!(event[field].is_string(), "{field} missing: {event:#}");
+        for name in ["ACTION", "RESULT", "CYCLE", "REASON", "MESSAGE"] {
+            assert!(!field(event, name).is_empty(), "{name} missing: {event:#}");
         }
     }
-    let create = audit.iter().find(|e| e["ACTION"] == "create").unwrap();
-    for field in ["GUEST", "VMID", "IDENTITY", "GUACAMOLE_ID"] {
-        assert!(create[field].is_string(), "{field} missing: {create:#}");
-    }
+    let of = |action: &str| -> Vec<&Value> {
+        audit
+            .iter()
+            .copied()
+            .filter(|e| e["ACTION"] == action)
+            .collect()
+    };
+    // Six connections created once over two processes, renamed once.
+    assert_eq!(of("create").len(), 6, "{audit:#?}");
+    assert_eq!(of("update").len(), 6, "{audit:#?}");
+    let create = of("create")
+        .into_iter()
+        .find(|e| e["IDENTITY"] == "lab/100/admin/rdp")
+        .unwrap_or_else(|| panic!("no create of lab/100/admin/rdp: {audit:#?}"));
+    let id = lab
+        .guacamole()
+        .connections()
+        .into_iter()
+        .find(|c| c.name == "web01-rdp-admin")
+        .unwrap()
+        .identifier;
+    assert_eq!(
+        [
+            "RESULT",
+            "CLUSTER",
+            "VMID",
+            "GUEST",
+            "GUACAMOLE_ID",
+            "CYCLE"
+        ]
+        .map(|name| field(create, name)),
+        ["done", "lab", "100", "lab/100", id.as_str(), "1"].map(str::to_owned),
+        "{create:#}"
+    );
+    let rewrites = of("rewrite_notes");
+    assert!(
+        rewrites.iter().any(|e| e["GUEST"] == "lab/100"),
+        "notes encryption is audited: {audit:#?}"
+    );
+}
+
+/// The unit's own entries (not systemd's about it) from `journalctl -o json`.
+fn unit_entries(raw: &str) -> Vec<Value> {
+    raw.lines()
+        .map(|l| serde_json::from_str(l).expect("journalctl -o json prints JSON lines"))
+        .filter(|e: &Value| e["_SYSTEMD_UNIT"] == UNIT)
+        .collect()
+}
+
+/// A journal field as text (journalctl prints binary-safe fields as arrays).
+fn field(entry: &Value, name: &str) -> String {
+    entry[name].as_str().unwrap_or_default().to_owned()
 }
