@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub encryption: Option<At<RawEncryption>>,
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
+    pub access: Option<At<super::access::RawAccess>>,
 }
 
 #[derive(Debug, Deserialize)]

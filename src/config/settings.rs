@@ -25,6 +25,8 @@ pub struct Settings {
     /// Daemon state (identity map, address cache, power journal).
     pub state_dir: PathBuf,
     pub logging: LoggingSettings,
+    /// `access:`: who may use the synced connections.
+    pub access: super::access::AccessSettings,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

@@ -54,6 +54,7 @@ pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Out
     let stage =
         |a: &PlannedAction| matches!(a.action, Action::Create { .. } | Action::Update { .. });
     run_directory_stage(plan, &mut results, &cx, stage).await;
+    grant_access(plan, &mut results, &cx).await;
     rewrite_notes(plan, &mut results, cx.notes).await;
     let deletes = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
     run_directory_stage(plan, &mut results, &cx, deletes).await;
@@ -61,6 +62,20 @@ pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Out
     let group_deletes = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
     run_directory_stage(plan, &mut results, &cx, group_deletes).await;
     finish(plan, results)
+}
+
+/// Permission grants and revokes, once the connections and groups they
+/// are on exist.
+async fn grant_access(plan: &Plan, results: &mut [Option<ActionResult>], cx: &ApplyContext<'_>) {
+    let gx = super::grants::GrantApplyContext {
+        guacamole: cx.guacamole,
+        root_id: &cx.root_id,
+        groups: &cx.groups,
+    };
+    for (i, result) in super::grants::apply_grants(plan, results, &gx).await {
+        audit(&plan.actions[i], &result);
+        results[i] = Some(result);
+    }
 }
 
 /// Note rewrites touch different guests, so they go out together (the
@@ -223,7 +238,9 @@ fn directory_op(action: &Action, cx: &ApplyContext<'_>) -> Option<DirectoryOp> {
         Action::DeleteGroup { id, .. } => DirectoryOp::DeleteGroup {
             identifier: id.clone(),
         },
-        Action::CreateGroup { .. } | Action::RewriteNotes { .. } => return None,
+        Action::CreateGroup { .. } | Action::RewriteNotes { .. } | Action::Grant(_) => {
+            return None;
+        }
     })
 }
 
@@ -352,6 +369,7 @@ fn audit(a: &PlannedAction, result: &ActionResult) {
         }
         Action::Delete { group, .. } => display_path(group),
         Action::RewriteNotes { .. } => String::new(),
+        Action::Grant(change) => change.group().map(|p| display_path(p)).unwrap_or_default(),
     };
     if matches!(result, ActionResult::Failed { .. }) {
         warn!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,

@@ -79,6 +79,9 @@ pub struct CycleReport {
     pub tree: ManagedTree,
     #[serde(skip)]
     pub outcome: Outcome,
+    /// Grants per desired connection, and what the grant plan learnt.
+    #[serde(skip)]
+    pub access: super::grants::GrantPlan,
 }
 
 pub struct Engine {
@@ -181,7 +184,18 @@ impl Engine {
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
         problems.extend(read_failures);
         let prune_groups = self.account_sees_everything().await;
-        let the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
+        let mut the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
+        let access = super::grants::plan_stage(
+            guac,
+            &observed,
+            &want,
+            &tree,
+            &st,
+            &self.settings.access,
+            &mut the_plan,
+        )
+        .await;
+        problems.extend(access.problems.iter().cloned());
 
         let mut root_created = false;
         let outcome = match mode {
@@ -220,7 +234,8 @@ impl Engine {
         };
 
         let mut summary = record(&the_plan, &outcome, &want, &mut st, now);
-        summary.errors += observe_errors;
+        super::grants::record_grants(&the_plan, &outcome, &access.forget, &mut st);
+        summary.errors += observe_errors + access.errors;
         summary.groups_created += usize::from(root_created);
         if mode == Mode::PlanOnly {
             summary.pending = the_plan.actions.len();
@@ -243,6 +258,7 @@ impl Engine {
             desired: want,
             tree,
             outcome,
+            access,
         })
     }
 
@@ -336,6 +352,8 @@ pub fn notes_policy(settings: &Settings) -> NotesPolicy {
         allowed_networks: settings.sync.allowed_networks.clone(),
         allow_dns_names: settings.sync.allow_dns_names,
         extra_allowed_settings: extra,
+        grantable_users: settings.access.notes_users.clone(),
+        grantable_groups: settings.access.notes_groups.clone(),
         ..NotesPolicy::default()
     }
 }

@@ -65,6 +65,8 @@ pub enum Action {
         id: String,
         path: GroupPath,
     },
+    /// Grant or revoke READ for a user or user group (see `grants`).
+    Grant(super::grants::GrantChange),
 }
 
 impl Action {
@@ -76,6 +78,7 @@ impl Action {
             Action::RewriteNotes { .. } => "rewrite_notes",
             Action::Delete { .. } => "delete",
             Action::DeleteGroup { .. } => "delete_group",
+            Action::Grant(change) => change.kind(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Action {
             Action::DeleteGroup { id, path } => {
                 format!("delete empty group {} (id {id})", display_path(path))
             }
+            Action::Grant(change) => change.describe(),
         }
     }
 
@@ -124,6 +128,7 @@ impl Action {
         match self {
             Action::Create { identity, .. } | Action::Update { identity, .. } => Some(identity),
             Action::Delete { identity, .. } => identity.as_ref(),
+            Action::Grant(change) => change.identity(),
             _ => None,
         }
     }

@@ -49,7 +49,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.problems.push(p);
     }
@@ -69,6 +69,8 @@ impl<'a> Validator<'a> {
             None => PathBuf::from(DEFAULT_STATE_DIR),
         };
         let logging = self.logging(raw.logging.as_ref());
+        let names: Vec<String> = proxmox.clusters.iter().map(|c| c.name.clone()).collect();
+        let access = self.access(raw.access.as_ref(), &names);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -77,6 +79,7 @@ impl<'a> Validator<'a> {
             encryption,
             state_dir,
             logging,
+            access,
             warnings: Vec::new(),
         }
     }
