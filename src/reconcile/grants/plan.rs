@@ -233,7 +233,15 @@ fn revoke_unwanted(
         return;
     };
     let tree = inputs.tree;
-    let wanted_ids: BTreeSet<&str> = wants.values().filter_map(|(t, _)| t.id()).collect();
+    // Connections and groups are numbered independently: keep them apart.
+    let wanted = |groups: bool| -> BTreeSet<&str> {
+        wants
+            .values()
+            .filter(|(t, _)| t.is_group() == groups)
+            .filter_map(|(t, _)| t.id())
+            .collect()
+    };
+    let (wanted_connections, wanted_groups) = (wanted(false), wanted(true));
     let kept_here: BTreeSet<&String> = record
         .connections
         .iter()
@@ -244,7 +252,7 @@ fn revoke_unwanted(
         .flat_map(|id| protected.groups_of.get(*id).into_iter().flatten())
         .collect();
     for id in &record.connections {
-        if wanted_ids.contains(id.as_str()) || kept_here.contains(id) {
+        if wanted_connections.contains(id.as_str()) || kept_here.contains(id) {
             continue;
         }
         if deleting.contains(&format!("c{id}")) {
@@ -283,7 +291,7 @@ fn revoke_unwanted(
         .chain(tree.root_id.as_deref().map(|r| (r, Vec::new())))
         .collect();
     for id in &record.groups {
-        if wanted_ids.contains(id.as_str()) || kept_groups.contains(id) {
+        if wanted_groups.contains(id.as_str()) || kept_groups.contains(id) {
             continue;
         }
         if deleting.contains(&format!("g{id}")) {
