@@ -484,3 +484,31 @@ async fn grants_count_against_the_budget_and_dry_run_writes_none() {
     let ssh = conn_id(&lab, "admin@web01-ssh");
     assert!(user_reads(&lab, "alice").0.contains(&ssh));
 }
+
+#[tokio::test]
+async fn a_failed_permission_patch_records_nothing_and_the_next_cycle_grants() {
+    for version in VERSIONS {
+        let (lab, setup, engine) = start(version, NOTES_MAY_GRANT).await;
+        lab.proxmox("lab").set_notes(
+            100,
+            "user:\"admin\" pass:\"S3cret\" protos:\"rdp\" access:\"user:alice\";",
+        );
+        lab.faults("guacamole").add(
+            pve_guac_lab::FaultRule::error(500)
+                .method("PATCH")
+                .path_contains("/permissions")
+                .times(10),
+        );
+        let first = cycle(&engine).await;
+        assert_eq!(first.summary.errors, 3, "{:#?}", first.outcome);
+        assert_eq!(first.summary.created, 5);
+        assert_eq!(user_reads(&lab, "alice"), (set(&[]), set(&[])));
+        assert_eq!(recorded_grants(&setup), json!({}));
+
+        lab.faults("guacamole").clear();
+        let second = run(&engine).await;
+        assert_eq!(second.summary.grants_changed, 3, "{version:?}");
+        let id = conn_id(&lab, "admin@web01-rdp");
+        assert!(user_reads(&lab, "alice").0.contains(&id));
+    }
+}
