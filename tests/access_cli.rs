@@ -75,7 +75,12 @@ async fn plan_once_and_list_show_and_audit_the_grants() {
     assert!(grant["reason"].as_str().unwrap().starts_with("visibility"));
 
     let out = run(&setup, &["once"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     let grants: Vec<&str> = log
         .lines()
@@ -101,11 +106,17 @@ async fn plan_once_and_list_show_and_audit_the_grants() {
         .find(|r| r["name"] == "admin@web01-rdp")
         .unwrap();
     assert_eq!(web["status"], "ok");
-    assert_eq!(web["access"], serde_json::json!(["user:alice", "group:students"]));
+    assert_eq!(
+        web["access"],
+        serde_json::json!(["user:alice", "group:students"])
+    );
 
     let id = web["id"].as_str().unwrap().to_owned();
     let alice = lab.guacamole().permissions("alice").unwrap();
-    assert_eq!(alice["connectionPermissions"][&id], serde_json::json!(["READ"]));
+    assert_eq!(
+        alice["connectionPermissions"][&id],
+        serde_json::json!(["READ"])
+    );
     // The notes drop alice: list calls the connection drift and says why.
     lab.proxmox("lab")
         .set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");

@@ -91,7 +91,10 @@ fn group_reads(lab: &Lab, group: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let g = lab.guacamole();
     (
         reads(g.user_group_permissions(group), "connectionPermissions"),
-        reads(g.user_group_permissions(group), "connectionGroupPermissions"),
+        reads(
+            g.user_group_permissions(group),
+            "connectionGroupPermissions",
+        ),
     )
 }
 
@@ -122,7 +125,11 @@ fn entries(body: &Value) -> Vec<String> {
         .iter()
         .map(|e| {
             assert_eq!(e["value"], "READ", "{e}");
-            format!("{} {}", e["op"].as_str().unwrap(), e["path"].as_str().unwrap())
+            format!(
+                "{} {}",
+                e["op"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
         })
         .collect();
     out.sort();
@@ -148,13 +155,19 @@ async fn notes_grant_read_on_the_connections_and_the_groups_above_them() {
         let rdp = conn_id(&lab, "admin@web01-rdp");
         let ssh = conn_id(&lab, "admin@web01-ssh");
         let (root, pve1) = (group_id(&lab, ROOT), group_id(&lab, "pve1"));
-        assert_eq!(user_reads(&lab, "alice"), (set(&[&rdp, &ssh]), set(&[&root, &pve1])));
+        assert_eq!(
+            user_reads(&lab, "alice"),
+            (set(&[&rdp, &ssh]), set(&[&root, &pve1]))
+        );
         assert_eq!(group_reads(&lab, "students"), user_reads(&lab, "alice"));
         // mallory is a real user, but notes may not grant to her.
         assert_eq!(user_reads(&lab, "mallory"), (set(&[]), set(&[])));
         assert!(
-            first.problems.iter().any(|p| p.contains("block 1 (line 1), key access")
-                && p.contains("user \"mallory\" is not listed in access.notes_may_grant")),
+            first
+                .problems
+                .iter()
+                .any(|p| p.contains("block 1 (line 1), key access")
+                    && p.contains("user \"mallory\" is not listed in access.notes_may_grant")),
             "{version:?}: {:#?}",
             first.problems
         );
@@ -166,7 +179,10 @@ async fn notes_grant_read_on_the_connections_and_the_groups_above_them() {
         let patches = permission_patches(&lab, mark);
         assert_eq!(patches.len(), 2, "{version:?}: {patches:#?}");
         for (who, body) in &patches {
-            assert!(who == "users/alice" || who == "userGroups/students", "{who}");
+            assert!(
+                who == "users/alice" || who == "userGroups/students",
+                "{who}"
+            );
             assert_eq!(
                 entries(body),
                 [
@@ -213,7 +229,10 @@ async fn a_tag_rule_grants_every_matching_guest_and_a_cluster_rule_its_vmids() {
         assert_eq!(group_reads(&lab, "students"), (prod, set(&[&root, &pve1])));
         assert_eq!(
             user_reads(&lab, "bob"),
-            (set(&[&conn_id(&lab, "root@ct-dns-ssh")]), set(&[&root, &pve1]))
+            (
+                set(&[&conn_id(&lab, "root@ct-dns-ssh")]),
+                set(&[&root, &pve1])
+            )
         );
         // The plan said why.
         let reasons: Vec<&str> = report
@@ -358,7 +377,10 @@ async fn a_renamed_or_moved_connection_keeps_its_grants() {
         assert_eq!(moved.name, "web (rdp)");
         let (lab_g, web_g) = (group_id(&lab, "Lab"), group_id(&lab, "Web"));
         assert_eq!(moved.parent, web_g);
-        assert_eq!(user_reads(&lab, "alice"), (set(&[&id]), set(&[&root, &lab_g, &web_g])));
+        assert_eq!(
+            user_reads(&lab, "alice"),
+            (set(&[&id]), set(&[&root, &lab_g, &web_g]))
+        );
         let patches = permission_patches(&lab, mark);
         assert_eq!(patches.len(), 1, "{version:?}: {patches:#?}");
         assert_eq!(
@@ -439,8 +461,10 @@ async fn grants_count_against_the_budget_and_dry_run_writes_none() {
             .collect();
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(
-            lines.iter().any(|l| l.starts_with("grant READ on connection lab/100/admin/rdp")
-                && l.ends_with("to user \"alice\" | named by notes block 1 (line 1) access")),
+            lines.iter().any(
+                |l| l.starts_with("grant READ on connection lab/100/admin/rdp")
+                    && l.ends_with("to user \"alice\" | named by notes block 1 (line 1) access")
+            ),
             "{lines:#?}"
         );
         assert!(
@@ -462,7 +486,8 @@ async fn grants_count_against_the_budget_and_dry_run_writes_none() {
     text.push_str(NOTES_MAY_GRANT);
     std::fs::write(&setup.config, text).unwrap();
     let engine = engine(&setup);
-    lab.proxmox("lab").set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");
+    lab.proxmox("lab")
+        .set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");
     for _ in 0..8 {
         if cycle(&engine).await.summary.pending == 0 {
             break;
@@ -474,7 +499,10 @@ async fn grants_count_against_the_budget_and_dry_run_writes_none() {
     );
     // The ssh connection (1) and the rdp grant (1): the budget is spent.
     let first = cycle(&engine).await;
-    assert_eq!((first.summary.created, first.summary.grants_changed), (1, 1));
+    assert_eq!(
+        (first.summary.created, first.summary.grants_changed),
+        (1, 1)
+    );
     assert_eq!(first.summary.pending, 3, "{:#?}", first.plan.actions);
     let second = cycle(&engine).await;
     assert_eq!(second.summary.grants_changed, 2);

@@ -134,7 +134,8 @@ impl Validator<'_> {
         if let Some(rules) = &at.value.rules {
             for (i, rule) in rules.value.iter().enumerate() {
                 let key = format!("access.rules[{i}]");
-                out.rules.push(self.access_rule(rule, i + 1, &key, clusters));
+                out.rules
+                    .push(self.access_rule(rule, i + 1, &key, clusters));
             }
         }
         if let Some(names) = &at.value.notes_may_grant {
@@ -167,7 +168,11 @@ impl Validator<'_> {
             ..AccessRule::default()
         };
         if out.users.is_empty() && out.groups.is_empty() {
-            self.error(rule, key, "a rule needs at least one name under users or groups");
+            self.error(
+                rule,
+                key,
+                "a rule needs at least one name under users or groups",
+            );
         }
         let Some(m) = &r.selector else {
             return out;
@@ -215,7 +220,11 @@ impl Validator<'_> {
         for (i, item) in list.value.iter().enumerate() {
             let name = item.value.0.trim();
             if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ',') {
-                self.error(item, &format!("{key}[{i}]"), "expected a name (no spaces or commas)");
+                self.error(
+                    item,
+                    &format!("{key}[{i}]"),
+                    "expected a name (no spaces or commas)",
+                );
             } else {
                 out.push(name.to_owned());
             }

@@ -129,6 +129,7 @@ pub fn record(
     for id in &plan.absence.orphan_clear {
         st.orphan_since.remove(id);
     }
+    super::grants::record_grants(plan, outcome, &plan.forget_grants, st);
     // A guest with nothing left to prune needs no absence clock.
     st.absent_since.retain(|guest, _| {
         st.connections

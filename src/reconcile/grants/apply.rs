@@ -43,7 +43,10 @@ pub async fn apply_grants(
             continue;
         }
         match resolve(&change.target, &created, cx) {
-            Some(id) => batches.entry(&change.grantee).or_default().push((i, change, id)),
+            Some(id) => batches
+                .entry(&change.grantee)
+                .or_default()
+                .push((i, change, id)),
             // Its connection or group was not created (budget, failure).
             None => decided.push((i, ActionResult::Deferred)),
         }
@@ -124,7 +127,10 @@ async fn send(
         message: format!("permissions of {grantee}: {e}"),
     };
     let GranteeState::Found(held) = read(guac, grantee).await else {
-        return entries.iter().map(|(i, _, _)| (*i, failed(&error))).collect();
+        return entries
+            .iter()
+            .map(|(i, _, _)| (*i, failed(&error)))
+            .collect();
     };
     entries
         .iter()
@@ -134,7 +140,14 @@ async fn send(
                 GrantTarget::Group { .. } => held.groups.contains(id),
             };
             let took_effect = holds == (change.op == GrantOp::Grant);
-            (*i, if took_effect { done(id) } else { failed(&error) })
+            (
+                *i,
+                if took_effect {
+                    done(id)
+                } else {
+                    failed(&error)
+                },
+            )
         })
         .collect()
 }

@@ -45,7 +45,12 @@ pub fn desire_grants(
         };
         for rule_grant in rule_grants(guest, access) {
             for identity in identities {
-                add(&mut wish, identity, rule_grant.0.clone(), rule_grant.1.clone());
+                add(
+                    &mut wish,
+                    identity,
+                    rule_grant.0.clone(),
+                    rule_grant.1.clone(),
+                );
             }
         }
         notes_grants(guest, identities, access, &mut wish);
@@ -127,7 +132,9 @@ fn notes_grants(
             .iter()
             .filter_map(|id| {
                 identities.iter().copied().find(|i| {
-                    i.user == id.user && i.protocol == id.protocol.as_str() && i.ordinal == id.ordinal
+                    i.user == id.user
+                        && i.protocol == id.protocol.as_str()
+                        && i.ordinal == id.ordinal
                 })
             })
             .collect();
@@ -142,7 +149,8 @@ fn notes_grants(
                 }
             };
             if !allowed {
-                wish.refused.push(refused(guest, block.ordinal, line, &grantee));
+                wish.refused
+                    .push(refused(guest, block.ordinal, line, &grantee));
                 continue;
             }
             for identity in &mine {

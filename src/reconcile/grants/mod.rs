@@ -62,6 +62,7 @@ pub async fn plan_stage(
     problems.append(&mut grants.problems);
     grants.problems = problems;
     merge(plan, std::mem::take(&mut grants.actions));
+    plan.forget_grants = std::mem::take(&mut grants.forget);
     grants
 }
 

@@ -42,10 +42,7 @@ pub enum GranteeState {
 
 pub type GranteeStates = BTreeMap<Grantee, GranteeState>;
 
-pub async fn observe_grantees(
-    guac: &GuacamoleClient,
-    who: &BTreeSet<Grantee>,
-) -> GranteeStates {
+pub async fn observe_grantees(guac: &GuacamoleClient, who: &BTreeSet<Grantee>) -> GranteeStates {
     let reads = who.iter().map(|g| read(guac, g));
     who.iter().cloned().zip(join_all(reads).await).collect()
 }

@@ -37,7 +37,9 @@ pub enum Forget {
 
 #[derive(Debug, Clone, Default)]
 pub struct GrantPlan {
+    /// Moved into the cycle's plan by `plan_stage`.
     pub actions: Vec<PlannedAction>,
+    /// Moved into `Plan::forget_grants` by `plan_stage`.
     pub forget: Vec<Forget>,
     /// Unknown users or groups (by the block or rule naming them), and
     /// permission sets that could not be read.
@@ -77,7 +79,9 @@ pub fn plan_grants(inputs: &GrantInputs<'_>, plan: &Plan) -> GrantPlan {
         match inputs.states.get(grantee) {
             Some(GranteeState::Found(held)) => {
                 grant_missing(grantee, wants, held, &mut out);
-                revoke_unwanted(inputs, grantee, wants, held, &protected, &deleting, &mut out);
+                revoke_unwanted(
+                    inputs, grantee, wants, held, &protected, &deleting, &mut out,
+                );
             }
             Some(GranteeState::Unknown) => {
                 if recorded.contains(grantee) {
@@ -140,9 +144,9 @@ fn wanted_by_grantee(
                 } else {
                     tree.groups.get(&path).map(|g| g.id.clone())
                 };
-                let entry = wants.entry(Place::Group(path.clone())).or_insert_with(|| {
-                    (GrantTarget::Group { path, id }, Vec::new())
-                });
+                let entry = wants
+                    .entry(Place::Group(path.clone()))
+                    .or_insert_with(|| (GrantTarget::Group { path, id }, Vec::new()));
                 let why = format!("holds {identity}, which {grantee} may use");
                 if entry.1.len() < 3 {
                     entry.1.push(why);

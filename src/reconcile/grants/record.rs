@@ -16,8 +16,7 @@ pub fn record_grants(plan: &Plan, outcome: &Outcome, forget: &[Forget], st: &mut
         };
         match &a.action {
             Action::Grant(change) => {
-                let Some(id) = id.clone().or_else(|| change.target.id().map(str::to_owned))
-                else {
+                let Some(id) = id.clone().or_else(|| change.target.id().map(str::to_owned)) else {
                     continue;
                 };
                 let record = st.grants.entry(change.grantee.key()).or_default();
