@@ -139,3 +139,80 @@ async fn plan_once_and_list_show_and_audit_the_grants() {
     );
     assert_eq!(web["access"], serde_json::json!(["group:students"]));
 }
+
+async fn test_auth(setup: &Setup) -> (i32, String) {
+    let out = run(setup, &["test-auth"]).await;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+fn with_access(lab: &pve_guac_lab::Lab, access: &str) -> Setup {
+    let setup = config(lab, SYNC);
+    let mut text = std::fs::read_to_string(&setup.config).unwrap();
+    text.push_str(access);
+    std::fs::write(&setup.config, text).unwrap();
+    setup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_auth_names_a_missing_group_and_a_missing_permission() {
+    let access = "access:\n  rules:\n    - groups: [students, nope]\n  notes_may_grant:\n    users: [alice]\n";
+    // An administrator may change anyone's permissions; only the unknown
+    // group fails.
+    let lab = lab(LabSeed {
+        guacamole: GuacamoleSeed::example()
+            .user(UserSeed::new("alice", "alice-pw"))
+            .user_group(UserGroupSeed::new("students")),
+        ..LabSeed::default()
+    })
+    .await;
+    let (code, text) = test_auth(&with_access(&lab, access)).await;
+    assert_eq!(code, 1, "{text}");
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}: {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("UPDATE on user \"alice\"").starts_with("  ok"),
+        "{text}"
+    );
+    assert!(
+        line("UPDATE on user group \"students\"").starts_with("  ok"),
+        "{text}"
+    );
+    let nope = line("UPDATE on user group \"nope\"");
+    assert!(nope.starts_with("  FAIL"), "{nope}");
+    assert!(nope.contains("does not exist in Guacamole"), "{nope}");
+
+    // A delegated account without UPDATE on the group is told so.
+    let lab = lab_for_delegated().await;
+    let (code, text) = test_auth(&with_access(
+        &lab,
+        "access:\n  rules:\n    - groups: [students]\n",
+    ))
+    .await;
+    assert_eq!(code, 1, "{text}");
+    let students = text
+        .lines()
+        .find(|l| l.contains("UPDATE on user group \"students\""))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(students.starts_with("  FAIL"), "{students}");
+    assert!(students.contains("grant"), "{students}");
+}
+
+async fn lab_for_delegated() -> pve_guac_lab::Lab {
+    lab(LabSeed {
+        guacamole: GuacamoleSeed::default()
+            .user(
+                UserSeed::new("guacadmin", "guacadmin")
+                    .system_permission("CREATE_CONNECTION")
+                    .system_permission("CREATE_CONNECTION_GROUP"),
+            )
+            .user_group(UserGroupSeed::new("students")),
+        ..LabSeed::default()
+    })
+    .await
+}

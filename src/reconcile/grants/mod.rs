@@ -8,6 +8,7 @@
 //! record.
 
 mod apply;
+mod checks;
 mod desire;
 mod model;
 mod observe;
@@ -17,6 +18,7 @@ mod record;
 use std::collections::BTreeSet;
 
 pub use apply::{GrantApplyContext, apply_grants};
+pub use checks::{check_access, named_grantees};
 pub use desire::{GrantWish, desire_grants};
 pub use model::{GrantChange, GrantOp, GrantSource, GrantTarget, Grantee};
 pub use observe::{GranteeState, GranteeStates, HeldReads, observe_grantees};
