@@ -3,6 +3,7 @@
 //! `orphan` (in the managed group, no longer desired), `error` (its guest has
 //! a block error or an undecryptable password). Reads every parameter set.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub struct Row {
     pub identity: Option<String>,
     pub guest: Option<String>,
     pub detail: String,
+    /// Users and groups with READ from the daemon's sources (`user:NAME`,
+    /// `group:NAME`), marked `(pending)` or `(unknown)` where not in place.
+    pub access: Vec<String>,
 }
 
 pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
@@ -40,12 +44,17 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     } else {
         for r in &rows {
             println!(
-                "{:<8} {:>6}  {:<40} {:<20} {}{}",
+                "{:<8} {:>6}  {:<40} {:<20} {}{}{}",
                 r.status,
                 r.id.as_deref().unwrap_or("-"),
                 r.name,
                 r.group,
                 r.guest.as_deref().unwrap_or("-"),
+                if r.access.is_empty() {
+                    String::new()
+                } else {
+                    format!("  access: {}", r.access.join(" "))
+                },
                 if r.detail.is_empty() {
                     String::new()
                 } else {
@@ -98,6 +107,7 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
                 None => g.to_string(),
             }),
             detail,
+            access: Vec::new(),
         });
     }
     for (identity, id) in &report.plan.unchanged {
@@ -110,6 +120,7 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             identity: Some(identity.to_string()),
             guest: Some(format!("{} ({})", identity.guest, c.guest_name)),
             detail: String::new(),
+            access: Vec::new(),
         });
     }
     for k in &report.plan.kept {
@@ -136,8 +147,55 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             identity: k.identity.as_ref().map(|i| i.to_string()),
             guest: k.identity.as_ref().map(|i| i.guest.to_string()),
             detail: k.reason.clone(),
+            access: Vec::new(),
         });
     }
+    add_access(report, &mut rows);
     rows.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     rows
+}
+
+/// Who may use each connection, and grants or revokes still to make (an
+/// `ok` connection with those is `drift`).
+fn add_access(report: &CycleReport, rows: &mut [Row]) {
+    let mut pending: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for a in &report.plan.actions {
+        if let Action::Grant(change) = &a.action {
+            let key = match (change.identity(), change.target.id()) {
+                (Some(identity), _) => identity.to_string(),
+                (None, Some(id)) if !change.target.is_group() => format!("id {id}"),
+                _ => continue,
+            };
+            pending.entry(key).or_default().push(change.describe());
+        }
+    }
+    for row in rows.iter_mut() {
+        if let Some(identity) = &row.identity {
+            row.access = report
+                .access
+                .access
+                .iter()
+                .find(|(i, _)| i.to_string() == *identity)
+                .map(|(_, list)| list.clone())
+                .unwrap_or_default();
+        }
+        let by_id = row.id.as_ref().map(|id| format!("id {id}"));
+        let todo: Vec<String> = [row.identity.clone(), by_id]
+            .into_iter()
+            .flatten()
+            .filter_map(|k| pending.get(&k))
+            .flatten()
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        if row.status == "ok" {
+            row.status = "drift";
+        }
+        if !row.detail.is_empty() {
+            row.detail.push_str("; ");
+        }
+        row.detail.push_str(&todo.join(", "));
+    }
 }

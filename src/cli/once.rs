@@ -55,13 +55,14 @@ pub fn exit_code(report: &CycleReport) -> i32 {
 pub fn text_summary(r: &CycleReport) -> String {
     let s = &r.summary;
     let mut out = format!(
-        "created {}, updated {}, deleted {}, unchanged {}, kept {}, notes rewritten {}, pending {}, errors {}{} ({} ms)\n",
+        "created {}, updated {}, deleted {}, unchanged {}, kept {}, notes rewritten {}, permissions changed {}, pending {}, errors {}{} ({} ms)\n",
         s.created,
         s.updated,
         s.deleted,
         s.unchanged,
         s.kept,
         s.notes_rewritten,
+        s.grants_changed,
         s.pending,
         s.errors,
         if s.dry_run { ", dry run" } else { "" },

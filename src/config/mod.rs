@@ -5,6 +5,7 @@
 //! Every problem names the file, the line and the key path, and all of them
 //! are reported together. No secret value ever appears in a message.
 
+mod access;
 mod decode;
 mod health;
 mod perms;
@@ -19,6 +20,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use health::HealthSettings;
+pub use access::{AccessRule, AccessSettings};
 pub use problem::Problem;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};

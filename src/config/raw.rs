@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
     pub health: Option<At<super::health::RawHealth>>,
+    pub access: Option<At<super::access::RawAccess>>,
 }
 
 #[derive(Debug, Deserialize)]

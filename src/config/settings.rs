@@ -27,6 +27,8 @@ pub struct Settings {
     pub logging: LoggingSettings,
     /// Metrics and health listener.
     pub health: super::health::HealthSettings,
+    /// `access:`: who may use the synced connections.
+    pub access: super::access::AccessSettings,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

@@ -47,14 +47,16 @@ pub type AfterStage<'h> = &'h mut (dyn FnMut(&[Option<ActionResult>]) -> bool + 
 enum Stage {
     CreateGroups,
     CreateAndUpdate,
+    Grants,
     RewriteNotes,
     Delete,
     DeleteGroups,
 }
 
-const STAGES: [Stage; 5] = [
+const STAGES: [Stage; 6] = [
     Stage::CreateGroups,
     Stage::CreateAndUpdate,
+    Stage::Grants,
     Stage::RewriteNotes,
     Stage::Delete,
     Stage::DeleteGroups,
@@ -103,6 +105,7 @@ async fn run_stage(
             };
             run_directory_stage(plan, results, cx, pick).await;
         }
+        Stage::Grants => grant_access(plan, results, cx).await,
         Stage::RewriteNotes => rewrite_notes(plan, results, cx.notes, cx.cycle).await,
         Stage::Delete => {
             let pick = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
@@ -113,6 +116,20 @@ async fn run_stage(
             let pick = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
             run_directory_stage(plan, results, cx, pick).await;
         }
+    }
+}
+
+/// Permission grants and revokes, once the connections and groups they
+/// are on exist.
+async fn grant_access(plan: &Plan, results: &mut [Option<ActionResult>], cx: &ApplyContext<'_>) {
+    let gx = super::grants::GrantApplyContext {
+        guacamole: cx.guacamole,
+        root_id: &cx.root_id,
+        groups: &cx.groups,
+    };
+    for (i, result) in super::grants::apply_grants(plan, results, &gx).await {
+        audit(&plan.actions[i], &result, cx.cycle);
+        results[i] = Some(result);
     }
 }
 
@@ -281,7 +298,9 @@ fn directory_op(action: &Action, cx: &ApplyContext<'_>) -> Option<DirectoryOp> {
         Action::DeleteGroup { id, .. } => DirectoryOp::DeleteGroup {
             identifier: id.clone(),
         },
-        Action::CreateGroup { .. } | Action::RewriteNotes { .. } => return None,
+        Action::CreateGroup { .. } | Action::RewriteNotes { .. } | Action::Grant(_) => {
+            return None;
+        }
     })
 }
 

@@ -93,6 +93,9 @@ pub struct CycleReport {
     pub tree: ManagedTree,
     #[serde(skip)]
     pub outcome: Outcome,
+    /// Grants per desired connection, and what the grant plan learnt.
+    #[serde(skip)]
+    pub access: super::grants::GrantPlan,
 }
 
 /// What one cycle is asked to do.
@@ -228,7 +231,18 @@ impl Engine {
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
         problems.extend(read_failures);
         let prune_groups = self.account_sees_everything().await;
-        let the_plan = plan(&want, &tree, st, now, &self.plan_settings(prune_groups));
+        let mut the_plan = plan(&want, &tree, st, now, &self.plan_settings(prune_groups));
+        let access = super::grants::plan_stage(
+            &self.clients.guacamole,
+            &observed,
+            &want,
+            &tree,
+            st,
+            &self.settings.access,
+            &mut the_plan,
+        )
+        .await;
+        problems.extend(access.problems.iter().cloned());
 
         let applied = self
             .apply_plan(
@@ -243,7 +257,7 @@ impl Engine {
             )
             .await?;
         let mut summary = record(&the_plan, &applied.outcome, &want, st, now);
-        summary.errors += observe_errors;
+        summary.errors += observe_errors + access.errors;
         summary.groups_created += usize::from(applied.root_created);
         if options.mode == Mode::PlanOnly {
             summary.pending = the_plan.actions.len();
@@ -277,6 +291,7 @@ impl Engine {
             desired: want,
             tree,
             outcome: applied.outcome,
+            access,
         })
     }
 

@@ -58,6 +58,8 @@ pub fn notes_policy(settings: &Settings) -> NotesPolicy {
         allowed_networks: settings.sync.allowed_networks.clone(),
         allow_dns_names: settings.sync.allow_dns_names,
         extra_allowed_settings: extra,
+        grantable_users: settings.access.notes_users.clone(),
+        grantable_groups: settings.access.notes_groups.clone(),
         ..NotesPolicy::default()
     }
 }

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod cycle;
 pub mod cycle_config;
 pub mod desire;
+pub mod grants;
 pub mod model;
 pub mod notes_write;
 pub mod observe;

@@ -65,6 +65,8 @@ pub enum Action {
         id: String,
         path: GroupPath,
     },
+    /// Grant or revoke READ for a user or user group (see `grants`).
+    Grant(super::grants::GrantChange),
 }
 
 impl Action {
@@ -76,6 +78,7 @@ impl Action {
             Action::RewriteNotes { .. } => "rewrite_notes",
             Action::Delete { .. } => "delete",
             Action::DeleteGroup { .. } => "delete_group",
+            Action::Grant(change) => change.kind(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Action {
             Action::DeleteGroup { id, path } => {
                 format!("delete empty group {} (id {id})", display_path(path))
             }
+            Action::Grant(change) => change.describe(),
         }
     }
 
@@ -124,6 +128,7 @@ impl Action {
         match self {
             Action::Create { identity, .. } | Action::Update { identity, .. } => Some(identity),
             Action::Delete { identity, .. } => identity.as_ref(),
+            Action::Grant(change) => change.identity(),
             _ => None,
         }
     }
@@ -146,6 +151,7 @@ impl Action {
             }
             Action::Delete { group, .. } => Some(group),
             Action::RewriteNotes { .. } => None,
+            Action::Grant(change) => change.group(),
         }
     }
 
@@ -156,6 +162,7 @@ impl Action {
             Action::Update { id, .. }
             | Action::Delete { id, .. }
             | Action::DeleteGroup { id, .. } => Some(id),
+            Action::Grant(change) => change.target.id(),
             _ => None,
         }
     }
@@ -236,6 +243,9 @@ pub struct Plan {
     /// Guests newly seen absent (timer start) and guests whose timer resets.
     #[serde(skip)]
     pub absence: AbsenceUpdate,
+    /// Records of grants to drop without a request (see `grants`).
+    #[serde(skip)]
+    pub forget_grants: Vec<super::grants::Forget>,
 }
 
 #[derive(Debug, Clone, Default)]

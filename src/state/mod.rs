@@ -38,6 +38,27 @@ pub struct State {
     /// Guest key → last known address.
     #[serde(default)]
     pub addresses: BTreeMap<String, CachedAddress>,
+    /// Grantee key (`user:NAME`, `group:NAME`) → the READ permissions the
+    /// daemon granted it. Only these are ever revoked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, GrantRecord>,
+}
+
+/// READ permissions the daemon granted one user or user group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Connection identifiers.
+    #[serde(default)]
+    pub connections: std::collections::BTreeSet<String>,
+    /// Connection group identifiers (the managed root and groups below it).
+    #[serde(default)]
+    pub groups: std::collections::BTreeSet<String>,
+}
+
+impl GrantRecord {
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty() && self.groups.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -72,6 +93,7 @@ impl State {
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),
             addresses: BTreeMap::new(),
+            grants: BTreeMap::new(),
         }
     }
 }

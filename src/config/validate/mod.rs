@@ -50,7 +50,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.problems.push(p);
     }
@@ -71,6 +71,8 @@ impl<'a> Validator<'a> {
         };
         let logging = self.logging(raw.logging.as_ref());
         let health = self.health(raw.health.as_ref());
+        let names: Vec<String> = proxmox.clusters.iter().map(|c| c.name.clone()).collect();
+        let access = self.access(raw.access.as_ref(), &names);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -80,6 +82,7 @@ impl<'a> Validator<'a> {
             state_dir,
             logging,
             health,
+            access,
             warnings: Vec::new(),
         }
     }
