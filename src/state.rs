@@ -34,6 +34,12 @@ pub struct State {
     /// Guest key → last known address.
     #[serde(default)]
     pub addresses: BTreeMap<String, CachedAddress>,
+    /// Guest key → when its address is asked again (discovery scheduler).
+    #[serde(default)]
+    pub discovery: BTreeMap<String, crate::discovery::schedule::DiscoveryRecord>,
+    /// Guest key → unix seconds until which it is not powered up again.
+    #[serde(default)]
+    pub power_cooldown: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +62,9 @@ pub struct CachedAddress {
     pub address: String,
     pub source: String,
     pub seen_at: u64,
+    /// The `net0` MAC the address was learnt for; a new NIC invalidates it.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 impl State {
@@ -68,6 +77,8 @@ impl State {
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),
             addresses: BTreeMap::new(),
+            discovery: BTreeMap::new(),
+            power_cooldown: BTreeMap::new(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub encryption: Option<At<RawEncryption>>,
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
+    pub discovery: Option<At<super::discovery::RawDiscovery>>,
 }
 
 #[derive(Debug, Deserialize)]

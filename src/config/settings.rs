@@ -25,6 +25,7 @@ pub struct Settings {
     /// Daemon state (identity map, address cache, power journal).
     pub state_dir: PathBuf,
     pub logging: LoggingSettings,
+    pub discovery: super::discovery::DiscoverySettings,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

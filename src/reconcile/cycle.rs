@@ -15,17 +15,19 @@ use super::clients::{Clients, ClientsError};
 use super::desire::{ClusterObservation, DesireSettings, desire};
 use super::model::{Desired, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
-use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
+use super::observe::{ClusterSource, Memory, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
 use super::record::{CycleSummary, Outcome, record};
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
 use crate::discovery::AddressSource;
-use crate::discovery::sources::GuestInterfaces;
+use crate::discovery::power::journal::Journal;
+use crate::discovery::power::{PowerResult, PowerUps};
+use crate::discovery::sources::{self, Shared};
 use crate::guacamole::{GroupSpec, GuacamoleError, ROOT_GROUP};
 use crate::notes::{NotesPolicy, settings::ExtraAllowed};
 use crate::proxmox::{ProxmoxClient, ProxmoxError};
-use crate::state::{CachedAddress, StateError, StateStore};
+use crate::state::{CachedAddress, State, StateError, StateStore};
 
 /// What a cycle may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +88,11 @@ pub struct Engine {
     pub clients: Clients,
     keyring: Option<Keyring>,
     policy: NotesPolicy,
-    sources: BTreeMap<String, Vec<Box<dyn AddressSource>>>,
+    sources: BTreeMap<String, Arc<Vec<Box<dyn AddressSource>>>>,
+    shared: Arc<Shared>,
+    power: Arc<PowerUps>,
+    /// Added to the system clock (tests and simulations step time with it).
+    clock_offset: std::sync::atomic::AtomicU64,
     store: StateStore,
     hostname: String,
     admin: tokio::sync::OnceCell<bool>,
@@ -100,18 +106,21 @@ impl Engine {
         } else {
             Some(Keyring::new(&settings.encryption.keys)?)
         };
+        let discovery = &settings.discovery;
+        let shared = Shared::new(discovery, &settings.sync.allowed_networks);
         let sources = clients
             .proxmox
             .iter()
             .map(|(name, client)| {
-                let list: Vec<Box<dyn AddressSource>> = vec![Box::new(GuestInterfaces::new(
-                    client.clone(),
-                    settings.sync.allowed_networks.clone(),
-                ))];
-                (name.clone(), list)
+                let list = sources::build(&discovery.sources, client, &shared);
+                (name.clone(), Arc::new(list))
             })
             .collect();
+        let journal = Arc::new(Journal::new(&settings.state_dir));
         Ok(Engine {
+            power: Arc::new(PowerUps::new(discovery.power_up.clone(), journal)),
+            shared,
+            clock_offset: std::sync::atomic::AtomicU64::new(0),
             policy: notes_policy(&settings),
             store: StateStore::new(&settings.state_dir),
             hostname: crate::host::short_hostname(),
@@ -137,10 +146,13 @@ impl Engine {
     pub async fn cycle(&self, mode: Mode, verify_all: bool) -> Result<CycleReport, CycleError> {
         let started = Instant::now();
         let before = self.clients.request_counts();
-        let now = unix_now();
+        let now = self.now();
         let mut st = self.store.load()?;
 
-        let observed = self.observe_clusters(&st.addresses).await;
+        let mut observed = self.observe_clusters(&st, now).await;
+        if mode == Mode::Apply {
+            self.power_up_inline(&mut observed, &mut st, now).await;
+        }
         let cluster_names: Vec<String> = self
             .settings
             .proxmox
@@ -158,6 +170,7 @@ impl Engine {
                 hostname: &self.hostname,
                 auto_encrypt: self.settings.sync.auto_encrypt,
                 clusters: &cluster_names,
+                wol: &self.settings.discovery.wol,
             },
         );
 
@@ -227,6 +240,7 @@ impl Engine {
         }
         if mode == Mode::Apply {
             remember_addresses(&observed, &mut st.addresses, now);
+            self.remember_schedule(&observed, &mut st, now);
             self.store.save(&st)?;
         }
         let after = self.clients.request_counts();
@@ -246,10 +260,7 @@ impl Engine {
         })
     }
 
-    async fn observe_clusters(
-        &self,
-        cache: &BTreeMap<String, CachedAddress>,
-    ) -> Vec<ClusterObservation> {
+    async fn observe_clusters(&self, st: &State, now: u64) -> Vec<ClusterObservation> {
         let no_sources: Vec<Box<dyn AddressSource>> = Vec::new();
         let sources: Vec<ClusterSource<'_>> = self
             .clients
@@ -258,13 +269,81 @@ impl Engine {
             .map(|(name, client)| ClusterSource {
                 name,
                 client: client.clone(),
-                sources: self.sources.get(name).unwrap_or(&no_sources),
-                allowed: &self.settings.sync.allowed_networks,
-                now: unix_now(),
+                sources: self.sources.get(name).map_or(&no_sources, |s| s.as_slice()),
+                shared: &self.shared,
+                refresh: self.settings.discovery.refresh,
+                now,
             })
             .collect();
         let selector = &self.settings.sync.selector;
-        join_all(sources.iter().map(|c| observe_cluster(c, selector, cache))).await
+        let memory = Memory {
+            addresses: &st.addresses,
+            schedule: &st.discovery,
+        };
+        join_all(sources.iter().map(|c| observe_cluster(c, selector, memory))).await
+    }
+
+    /// Unix seconds as this engine sees them.
+    pub fn now(&self) -> u64 {
+        unix_now() + self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this engine's clock forward (tests and simulations of long runs).
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock_offset
+            .fetch_add(by.as_secs(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The power-up machinery (journal, budgets).
+    pub fn power_ups(&self) -> &Arc<PowerUps> {
+        &self.power
+    }
+
+    /// Restores every guest left in the power journal (at start after a
+    /// crash, at the end of `once`, on shutdown).
+    pub async fn restore_power_journal(&self) -> usize {
+        let clients = &self.clients.proxmox;
+        let results = self.power.restore_all(|c| clients.get(c).cloned()).await;
+        results.iter().filter(|(_, r)| r.is_err()).count()
+    }
+
+    /// Power-ups of this cycle, run inline (bounded by the budgets); what
+    /// they learn goes into the observation and the state.
+    async fn power_up_inline(
+        &self,
+        observed: &mut [ClusterObservation],
+        st: &mut State,
+        now: u64,
+    ) -> Vec<PowerResult> {
+        let requests = crate::reconcile::discovery_step::requests(
+            observed,
+            st,
+            now,
+            &self.settings.discovery.power_up,
+            &self.clients.proxmox,
+            &self.sources,
+            &self.power.in_flight(),
+        )
+        .await;
+        let results = join_all(requests.into_iter().map(|r| self.power.power_up(r))).await;
+        crate::reconcile::discovery_step::absorb(
+            &results,
+            observed,
+            st,
+            now,
+            self.settings.discovery.power_up.cooldown,
+        );
+        results
+    }
+
+    fn remember_schedule(&self, observed: &[ClusterObservation], st: &mut State, now: u64) {
+        let d = &self.settings.discovery;
+        crate::reconcile::discovery_step::remember_schedule(
+            observed,
+            &mut st.discovery,
+            now,
+            (d.backoff_initial, d.backoff_max),
+        );
     }
 
     /// Whether the Guacamole account is an administrator, asked once per
@@ -310,7 +389,7 @@ fn remember_addresses(
 ) {
     for guest in observed.iter().flat_map(|c| &c.guests) {
         if let crate::discovery::AddressEvidence::Found { address, source } = &guest.address
-            && *source != "cache"
+            && *source != sources::CACHE
         {
             cache.insert(
                 guest.key.to_string(),
@@ -318,6 +397,10 @@ fn remember_addresses(
                     address: address.to_string(),
                     source: (*source).to_owned(),
                     seen_at: now,
+                    mac: match &guest.config {
+                        super::desire::ConfigObservation::Read(f) => f.primary_mac.clone(),
+                        _ => None,
+                    },
                 },
             );
         }
