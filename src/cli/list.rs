@@ -3,7 +3,6 @@
 //! `orphan` (in the managed group, no longer desired), `error` (its guest has
 //! a block error or an undecryptable password). Reads every parameter set.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -64,59 +63,42 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
 
 pub fn rows(report: &CycleReport) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
     for a in &report.plan.actions {
-        match &a.action {
-            Action::Create {
-                identity,
-                connection,
-            } => rows.push(Row {
-                status: "missing",
-                id: None,
-                name: connection.name.clone(),
-                group: display_path(&connection.group),
-                identity: Some(identity.to_string()),
-                guest: Some(format!("{} ({})", identity.guest, connection.guest_name)),
-                detail: a.reason.clone(),
-            }),
-            Action::Update {
-                identity,
-                id,
-                connection,
-                changes,
-                ..
-            } => {
-                seen.insert(id.clone(), ());
+        let status = match a.action.kind() {
+            "create" => "missing",
+            "update" => "drift",
+            "delete" => "orphan",
+            _ => continue,
+        };
+        let detail = match &a.action {
+            Action::Update { changes, .. } => {
                 let what: Vec<String> = changes.iter().map(|c| c.describe()).collect();
-                rows.push(Row {
-                    status: "drift",
-                    id: Some(id.clone()),
-                    name: connection.name.clone(),
-                    group: display_path(&connection.group),
-                    identity: Some(identity.to_string()),
-                    guest: Some(format!("{} ({})", identity.guest, connection.guest_name)),
-                    detail: what.join(", "),
-                });
+                what.join(", ")
             }
-            Action::Delete {
-                identity,
-                id,
-                name,
-                group,
-            } => {
-                seen.insert(id.clone(), ());
-                rows.push(Row {
-                    status: "orphan",
-                    id: Some(id.clone()),
-                    name: name.clone(),
-                    group: display_path(group),
-                    identity: identity.as_ref().map(|i| i.to_string()),
-                    guest: identity.as_ref().map(|i| i.guest.to_string()),
-                    detail: a.reason.clone(),
-                });
+            _ => a.reason.clone(),
+        };
+        let guest_name = match &a.action {
+            Action::Create { connection, .. } | Action::Update { connection, .. } => {
+                Some(connection.guest_name.as_str())
             }
-            _ => {}
-        }
+            _ => None,
+        };
+        rows.push(Row {
+            status,
+            id: a.action.guacamole_id().map(str::to_owned),
+            name: a.action.connection_name().unwrap_or_default().to_owned(),
+            group: a
+                .action
+                .group()
+                .map(|g| display_path(g))
+                .unwrap_or_default(),
+            identity: a.action.identity().map(|i| i.to_string()),
+            guest: a.action.guest().map(|g| match guest_name {
+                Some(name) => format!("{g} ({name})"),
+                None => g.to_string(),
+            }),
+            detail,
+        });
     }
     for (identity, id) in &report.plan.unchanged {
         let c = &report.desired.connections[identity];

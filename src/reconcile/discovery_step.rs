@@ -175,6 +175,35 @@ pub fn absorb(
     st.power_cooldown.retain(|_, until| *until > now);
 }
 
+/// Results of background power-ups (finished since the last cycle): a found
+/// address goes into the cache, fresh, so this cycle keeps it without
+/// asking; none starts the cooldown.
+pub fn absorb_into_state(results: &[PowerResult], st: &mut State, now: u64, cooldown: Duration) {
+    for r in results {
+        match r.address {
+            Some((address, source)) => {
+                st.addresses.insert(
+                    r.guest.clone(),
+                    crate::state::CachedAddress {
+                        address: address.to_string(),
+                        source: source.to_owned(),
+                        seen_at: now,
+                        mac: r.mac.clone(),
+                    },
+                );
+                st.power_cooldown.remove(&r.guest);
+            }
+            None => {
+                st.power_cooldown
+                    .insert(r.guest.clone(), now + cooldown.as_secs());
+            }
+        }
+        if let Some(e) = &r.error {
+            warn!(guest = %r.guest, error = %e, "power-up failed");
+        }
+    }
+}
+
 /// The scheduler's records after this cycle; records of guests gone from a
 /// complete listing are dropped.
 pub fn remember_schedule(

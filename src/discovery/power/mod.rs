@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::journal::{Journal, JournalEntry};
@@ -72,6 +73,8 @@ pub struct PowerRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct PowerResult {
     pub guest: String,
+    /// The `net0` MAC the address belongs to.
+    pub mac: Option<String>,
     /// The address found while the guest ran, and its source.
     pub address: Option<(Ipv4Addr, &'static str)>,
     /// `None` when the guest was never started by us.
@@ -102,39 +105,43 @@ impl PowerUps {
     }
 
     /// Start, wait for an address, restore. At most `max_concurrent` run at
-    /// once (others wait for a permit).
-    pub async fn power_up(&self, req: PowerRequest) -> PowerResult {
+    /// once (others wait for a permit). Shutdown (`cancel`) cuts the wait
+    /// for an address short; the guest is still restored before this returns.
+    pub async fn power_up(&self, req: PowerRequest, cancel: &CancellationToken) -> PowerResult {
         let key = req.facts.key.to_string();
+        let mut result = PowerResult {
+            guest: key.clone(),
+            mac: req.facts.macs.first().map(ToString::to_string),
+            address: None,
+            restored: None,
+            error: None,
+        };
         if !self
             .in_flight
             .lock()
             .expect("in-flight lock")
             .insert(key.clone())
         {
-            return PowerResult {
-                guest: key,
-                address: None,
-                restored: None,
-                error: Some("power-up already running".into()),
-            };
+            result.error = Some("power-up already running".into());
+            return result;
         }
-        let _permit = self.permits.acquire().await.expect("semaphore open");
-        let result = self.run(&req).await;
+        let permit = tokio::select! {
+            p = self.permits.acquire() => Some(p.expect("semaphore open")),
+            () = cancel.cancelled() => None,
+        };
+        if permit.is_some() {
+            self.run(&req, cancel, &mut result).await;
+        }
+        drop(permit);
         self.in_flight.lock().expect("in-flight lock").remove(&key);
         result
     }
 
-    async fn run(&self, req: &PowerRequest) -> PowerResult {
+    async fn run(&self, req: &PowerRequest, cancel: &CancellationToken, result: &mut PowerResult) {
         let key = req.facts.key.to_string();
-        let mut result = PowerResult {
-            guest: key.clone(),
-            address: None,
-            restored: None,
-            error: None,
-        };
         match self.start(req).await {
             Ok(true) => {}
-            Ok(false) => return result,
+            Ok(false) => return,
             Err(e) => {
                 result.error = Some(format!("start: {e}"));
                 // The entry stays when the start may have happened; restore decides.
@@ -145,15 +152,17 @@ impl PowerUps {
                 {
                     result.restored = self.restore_key(&req.client, &key).await.ok().flatten();
                 }
-                return result;
+                return;
             }
         }
-        result.address = self.wait_for_address(req).await;
+        result.address = tokio::select! {
+            found = self.wait_for_address(req) => found,
+            () = cancel.cancelled() => None,
+        };
         match self.restore_key(&req.client, &key).await {
             Ok(r) => result.restored = r,
             Err(e) => result.error = Some(format!("restore: {e}")),
         }
-        result
     }
 
     /// Journal, start, wait for the start task. `Ok(false)`: the start did
@@ -184,7 +193,7 @@ impl PowerUps {
             upid = %upid, result = "started", "power-up: started {key} to learn its address");
         self.journal
             .update(&key, |e| e.start_upid = Some(upid.to_string()))?;
-        match req.client.wait_task(&upid, START_TASK_TIMEOUT).await {
+        match wait_task(&req.client, &upid, START_TASK_TIMEOUT).await {
             Ok(_) => {}
             Err(ProxmoxError::TaskFailed { exitstatus, .. }) => {
                 // Not started by us (already running, locked …): never stop it.
@@ -286,7 +295,7 @@ async fn restore(
 ) -> Result<Restored, PowerError> {
     if let Some(upid) = e.start_upid.as_deref().and_then(|u| u.parse::<Upid>().ok()) {
         // Let our start finish first; a failed one means it was not ours.
-        match client.wait_task(&upid, START_TASK_TIMEOUT).await {
+        match wait_task(client, &upid, START_TASK_TIMEOUT).await {
             Ok(_) => {}
             Err(ProxmoxError::TaskFailed { .. }) => return Ok(Restored::LeftRunning),
             Err(err) => return Err(err.into()),
@@ -303,10 +312,7 @@ async fn restore(
     let upid = client
         .shutdown(&e.node, e.kind, e.vmid, Some(timeout))
         .await?;
-    match client
-        .wait_task(&upid, timeout + Duration::from_secs(30))
-        .await
-    {
+    match wait_task(client, &upid, timeout + Duration::from_secs(30)).await {
         Ok(_) => {
             if !running(client, e).await? {
                 return Ok(Restored::ShutDown);
@@ -319,8 +325,42 @@ async fn restore(
         return Ok(Restored::LeftRunning);
     }
     let upid = client.stop(&e.node, e.kind, e.vmid).await?;
-    client.wait_task(&upid, START_TASK_TIMEOUT).await?;
+    wait_task(client, &upid, START_TASK_TIMEOUT).await?;
     Ok(Restored::Stopped)
+}
+
+/// Polls a task to its end. Unlike the client's own wait this one keeps
+/// going during shutdown: a guest must be put back before the process exits.
+async fn wait_task(
+    client: &ProxmoxClient,
+    upid: &Upid,
+    timeout: Duration,
+) -> Result<crate::proxmox::TaskStatus, ProxmoxError> {
+    let started = Instant::now();
+    let mut interval = Duration::from_millis(100);
+    loop {
+        let status = client.task_status(upid).await?;
+        if !status.is_running() {
+            if status.succeeded() {
+                return Ok(status);
+            }
+            return Err(ProxmoxError::TaskFailed {
+                upid: upid.to_string(),
+                exitstatus: status
+                    .exitstatus
+                    .unwrap_or_else(|| "unexpected status".into()),
+            });
+        }
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return Err(ProxmoxError::TaskTimeout {
+                upid: upid.to_string(),
+                waited,
+            });
+        }
+        tokio::time::sleep(interval.min(timeout - waited)).await;
+        interval = (interval * 3 / 2).min(Duration::from_secs(2));
+    }
 }
 
 async fn running(client: &ProxmoxClient, e: &JournalEntry) -> Result<bool, PowerError> {
