@@ -33,6 +33,9 @@ pub struct JournalEntry {
     /// restarted the guest, which then is theirs.
     #[serde(default)]
     pub uptime_after_start: Option<u64>,
+    /// Unix seconds (system clock) when that uptime was read.
+    #[serde(default)]
+    pub uptime_read_at: Option<u64>,
 }
 
 impl JournalEntry {
@@ -157,6 +160,7 @@ mod tests {
             recorded_at: 5,
             start_upid: None,
             uptime_after_start: None,
+            uptime_read_at: None,
         }
     }
 

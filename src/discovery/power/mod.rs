@@ -178,6 +178,7 @@ impl PowerUps {
             recorded_at: f.now,
             start_upid: None,
             uptime_after_start: None,
+            uptime_read_at: None,
         })?;
         let upid = match req.client.start(&f.node, f.kind, f.key.vmid).await {
             Ok(u) => u,
@@ -208,8 +209,11 @@ impl PowerUps {
             .status_current(&f.node, f.kind, f.key.vmid)
             .await?;
         let uptime = status.uptime.unwrap_or(0);
-        self.journal
-            .update(&key, |e| e.uptime_after_start = Some(uptime))?;
+        let read_at = crate::reconcile::cycle::unix_now();
+        self.journal.update(&key, |e| {
+            e.uptime_after_start = Some(uptime);
+            e.uptime_read_at = Some(read_at);
+        })?;
         Ok(true)
     }
 
@@ -370,21 +374,31 @@ async fn running(client: &ProxmoxClient, e: &JournalEntry) -> Result<bool, Power
         .is_running())
 }
 
-/// Running, and (when we know its uptime after our start) not restarted
-/// since: an uptime lower than then means someone else's boot.
+/// Seconds of clock and rounding difference tolerated between our clock
+/// and the guest's uptime.
+const UPTIME_SLACK: u64 = 3;
+
+/// Running, and not restarted since our start: its uptime must not have
+/// gone down, and must have grown at least as much as our clock since we
+/// read it (a person's stop and start shows as a younger boot).
 async fn still_ours(client: &ProxmoxClient, e: &JournalEntry) -> Result<bool, PowerError> {
     let status = client.status_current(&e.node, e.kind, e.vmid).await?;
     if !status.is_running() {
         return Ok(false);
     }
+    let now = crate::reconcile::cycle::unix_now();
+    let Some(uptime) = status.uptime else {
+        return Ok(true);
+    };
     if e.start_upid.is_none() {
         // The start call may never have been made (crash right after the
         // journal write): only a guest that came up after the entry is ours.
-        let since = crate::reconcile::cycle::unix_now().saturating_sub(e.recorded_at);
-        return Ok(status.uptime.is_some_and(|u| u <= since + 5));
+        return Ok(uptime <= now.saturating_sub(e.recorded_at) + UPTIME_SLACK);
     }
-    Ok(match (e.uptime_after_start, status.uptime) {
-        (Some(before), Some(now)) => now >= before,
+    Ok(match (e.uptime_after_start, e.uptime_read_at) {
+        (Some(before), Some(read_at)) => {
+            uptime >= before && uptime + UPTIME_SLACK >= before + now.saturating_sub(read_at)
+        }
         _ => true,
     })
 }
