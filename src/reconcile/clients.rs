@@ -130,6 +130,16 @@ impl Clients {
         Ok((Clients { guacamole, proxmox }, changes))
     }
 
+    /// Per-endpoint figures of every client since it was built (a client
+    /// rebuilt by a reload starts again from zero).
+    pub fn http_stats(&self) -> Vec<crate::http::EndpointStats> {
+        let mut out = self.guacamole.http().stats();
+        for c in self.proxmox.values() {
+            out.extend(c.http().stats());
+        }
+        out
+    }
+
     /// Requests sent so far, per API (`guacamole`, `proxmox:<cluster>`).
     pub fn request_counts(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
