@@ -255,3 +255,50 @@ async fn a_power_up_killed_mid_way_is_restored_by_the_next_start() {
     assert_eq!(power_posts(&lab, 330), ["start", "shutdown"]);
     assert!(!journal(&setup).contains("\"vmid\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_service_power_ups_run_beside_the_loop_and_shutdown_restores_them() {
+    use pve_guac_sync::daemon::{Control, Daemon};
+    let mut stuck = sleeper(341, "pve1");
+    stuck.guest_agent.state = AgentState::Down;
+    let lab = lab(only(vec![sleeper(340, "pve1"), stuck])).await;
+    let text = power_sync("").replace("wait: 3s", "wait: 10m").replace(
+        "  grouping: none",
+        "  interval: 300ms\n  jitter: 0\n  grouping: none",
+    );
+    let setup = config(&lab, &text);
+    let notifier = pve_guac_sync::systemd::Notifier::disabled();
+    let daemon = Daemon::start(&setup.config, notifier).expect("daemon starts");
+    let (control, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(daemon.run(rx));
+
+    // 340: powered up by a task, its address taken in by a later cycle.
+    let pve = lab.proxmox("lab");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = hostname(&lab, "admin@vm340-ssh").is_some()
+            && pve.guest(340).unwrap().status == "stopped"
+            && pve.guest(341).unwrap().status == "running"
+            && journal(&setup).contains("\"uptime_read_at\": 1");
+        if done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", journal(&setup));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        hostname(&lab, "admin@vm340-ssh").as_deref(),
+        Some("192.0.2.140")
+    );
+
+    // SIGTERM while 341 waits for an address: restored before exit.
+    control.send(Control::Shutdown).unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(pve.guest(341).unwrap().status, "stopped");
+    assert_eq!(power_posts(&lab, 341), ["start", "shutdown"]);
+    assert!(!journal(&setup).contains("\"vmid\""), "{}", journal(&setup));
+}
