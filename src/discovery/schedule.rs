@@ -65,10 +65,7 @@ pub enum Decision {
 
 /// The cached address when it belongs to this MAC (entries from before MACs
 /// were recorded match any).
-pub fn cached_for<'c>(
-    cached: Option<&'c CachedAddress>,
-    mac: Option<MacAddr>,
-) -> Option<&'c CachedAddress> {
+pub fn cached_for(cached: Option<&CachedAddress>, mac: Option<MacAddr>) -> Option<&CachedAddress> {
     cached.filter(|c| match (&c.mac, mac) {
         (Some(m), Some(now)) => m.parse::<MacAddr>().is_ok_and(|m| m == now),
         (Some(_), None) => false,

@@ -49,7 +49,7 @@ pub async fn requests(
                     judge(g, &settings.tag, st.power_cooldown.get(&key).copied(), now)
                 };
                 if let Err(r) = verdict
-                    && g.tags.iter().any(|t| *t == settings.tag)
+                    && g.tags.contains(&settings.tag)
                 {
                     info!(guest = %g.key, reason = r.as_str(), "power-up: not this guest");
                 }

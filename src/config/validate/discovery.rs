@@ -202,10 +202,10 @@ impl Validator<'_> {
             out.max_per_cycle.get(),
         );
         out.cooldown = self.duration(p.cooldown.as_ref(), &key("cooldown"), out.cooldown, true);
-        if out.wait > Duration::from_secs(3600) {
-            if let Some(w) = &p.wait {
-                self.error(w, &key("wait"), "expected at most 1h");
-            }
+        if out.wait > Duration::from_secs(3600)
+            && let Some(w) = &p.wait
+        {
+            self.error(w, &key("wait"), "expected at most 1h");
         }
         out
     }
