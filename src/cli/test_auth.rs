@@ -18,6 +18,9 @@ pub async fn run(_args: Args, config: &Path) -> anyhow::Result<i32> {
     if settings.sync.auto_encrypt && !settings.encryption.keys.is_empty() {
         features.push(Feature::NoteWriteBack);
     }
+    if settings.discovery.power_up.enabled {
+        features.push(Feature::PowerUp);
+    }
     let mut ok = true;
     for (name, client) in &clients.proxmox {
         println!("Proxmox cluster {name}:");

@@ -8,6 +8,7 @@
 mod access;
 mod decode;
 mod health;
+mod discovery;
 mod perms;
 mod problem;
 mod raw;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use health::HealthSettings;
 pub use access::{AccessRule, AccessSettings};
+pub use discovery::{DiscoverySettings, PowerUpSettings, ProbeSettings, SourceKind, WolSettings};
 pub use problem::Problem;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     pub logging: Option<At<RawLogging>>,
     pub health: Option<At<super::health::RawHealth>>,
     pub access: Option<At<super::access::RawAccess>>,
+    pub discovery: Option<At<super::discovery::RawDiscovery>>,
 }
 
 #[derive(Debug, Deserialize)]

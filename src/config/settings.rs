@@ -29,6 +29,7 @@ pub struct Settings {
     pub health: super::health::HealthSettings,
     /// `access:`: who may use the synced connections.
     pub access: super::access::AccessSettings,
+    pub discovery: super::discovery::DiscoverySettings,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

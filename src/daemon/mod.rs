@@ -27,7 +27,7 @@ pub use status::{CycleRecord, DaemonStatus};
 
 use crate::config::{ConfigError, Settings};
 use crate::health::Health;
-use crate::reconcile::cycle::{CycleError, CycleOptions, CycleReport, Engine, Mode};
+use crate::reconcile::cycle::{CycleError, CycleOptions, CycleReport, Engine, Mode, PowerUpRun};
 use crate::state::{State, StateError, StateFile};
 use crate::systemd::Notifier;
 use crate::telemetry::CYCLE_MESSAGE_ID;
@@ -161,6 +161,8 @@ impl Daemon {
             interval_s = self.engine.settings.sync.interval.as_secs(),
             "pve-guac-sync service starting"
         );
+        // Guests a crashed run left powered up go back before anything else.
+        self.engine.restore_power_journal().await;
         loop {
             let wake = match queued.pop_front() {
                 Some(c) => Wake::Control(c),
@@ -241,6 +243,8 @@ impl Daemon {
             mode: self.mode(),
             verify_all: false,
             resting: resting.clone(),
+            // Power-ups run beside the loop; their results feed the next cycle.
+            power_ups: PowerUpRun::Background,
         };
         let started = Instant::now();
         let Daemon {
@@ -486,10 +490,34 @@ impl Daemon {
         if let Some(health) = &self.health {
             health.stopping();
         }
+        self.restore_powered_up_guests().await;
         if let Err(e) = self.file.save(&self.state) {
             error!(error = %e, label = e.label(), "cannot write the state file at shutdown");
         }
         self.engine.close().await;
         info!("pve-guac-sync service stopped");
+    }
+
+    /// Power-ups under way restore their guests once cancelled; wait for
+    /// them (bounded by the shutdown timeout), then restore whatever is
+    /// still in the journal.
+    async fn restore_powered_up_guests(&self) {
+        let bound =
+            self.engine.settings.discovery.power_up.shutdown_timeout * 2 + Duration::from_secs(30);
+        let until = Instant::now() + bound;
+        if self.engine.power_ups_running() {
+            self.notifier
+                .stopping("stopping: restoring guests powered up for discovery");
+        }
+        while self.engine.power_ups_running() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let failed = self.engine.restore_power_journal().await;
+        if failed > 0 {
+            error!(
+                failed,
+                "guests powered up for discovery could not all be restored; they stay in the power journal for the next start"
+            );
+        }
     }
 }

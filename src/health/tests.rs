@@ -380,6 +380,7 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
         plan: Default::default(),
         desired: Default::default(),
         tree: Default::default(),
+        access: Default::default(),
         outcome: Outcome {
             results: vec![
                 ActionResult::Done { id: None },

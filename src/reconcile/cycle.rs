@@ -21,12 +21,15 @@ pub use super::cycle_config::notes_policy;
 use super::desire::{ClusterObservation, DesireSettings, desire};
 use super::model::{Desired, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
-use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
+use super::observe::{ClusterSource, Memory, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
 use super::record::{ActionResult, CycleSummary, Outcome, record};
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
 use crate::discovery::AddressSource;
+use crate::discovery::power::journal::Journal;
+use crate::discovery::power::{PowerResult, PowerUps};
+use crate::discovery::sources;
 use crate::guacamole::{GroupSpec, GuacamoleError, ROOT_GROUP};
 use crate::proxmox::{ProxmoxClient, ProxmoxError};
 use crate::state::{CachedAddress, State, StateError, StateFile, StateStore};
@@ -108,6 +111,18 @@ pub struct CycleOptions {
     /// Clusters not to contact this cycle (backing off after failures):
     /// they count as not fully observed, so nothing of theirs is deleted.
     pub resting: BTreeSet<String>,
+    /// How power-ups run (only in [`Mode::Apply`]).
+    pub power_ups: PowerUpRun,
+}
+
+/// Where the power-ups of a cycle run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PowerUpRun {
+    /// Inside the cycle, which waits for them (`once`).
+    #[default]
+    Inline,
+    /// As tasks beside the loop; what they learn feeds the next cycle (`run`).
+    Background,
 }
 
 /// The long-lived engine: the clients (with the Guacamole session), the
@@ -122,6 +137,12 @@ pub struct Engine {
     admin: tokio::sync::OnceCell<bool>,
     cancel: CancellationToken,
     cycles: AtomicU64,
+    /// Power-ups: journal, budgets, in-flight guests (outlive reloads).
+    power: Arc<PowerUps>,
+    /// What background power-ups learnt, for the next cycle.
+    power_results: Arc<std::sync::Mutex<Vec<PowerResult>>>,
+    /// Added to the system clock (tests and simulations step time with it).
+    clock_offset: AtomicU64,
 }
 
 impl Engine {
@@ -137,7 +158,11 @@ impl Engine {
     ) -> Result<Engine, CycleError> {
         let clients = Clients::new(&settings, &cancel)?;
         let config = CycleConfig::new(&settings, &clients)?;
+        let journal = Arc::new(Journal::new(&settings.state_dir));
         Ok(Engine {
+            power: Arc::new(PowerUps::new(settings.discovery.power_up.clone(), journal)),
+            power_results: Arc::default(),
+            clock_offset: AtomicU64::new(0),
             admin: tokio::sync::OnceCell::new(),
             cycles: AtomicU64::new(0),
             config,
@@ -166,6 +191,15 @@ impl Engine {
         }
         let (clients, changes) = self.clients.rebuilt(&self.settings, &new, &self.cancel)?;
         let config = CycleConfig::new(&new, &clients)?;
+        // New power-up budgets apply once no power-up is under way.
+        if new.discovery.power_up != self.settings.discovery.power_up
+            && self.power.in_flight().is_empty()
+        {
+            self.power = Arc::new(PowerUps::new(
+                new.discovery.power_up.clone(),
+                self.power.journal.clone(),
+            ));
+        }
         let old = std::mem::replace(&mut self.clients, clients);
         self.config = config;
         self.settings = new;
@@ -218,9 +252,18 @@ impl Engine {
         let number = self.cycles.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let before = self.clients.request_counts();
-        let now = unix_now();
+        let now = self.now();
 
-        let observed = self.observe_clusters(&st.addresses, &options.resting).await;
+        self.absorb_background_power_ups(st, now);
+        let mut observed = self.observe_clusters(st, now, &options.resting).await;
+        if options.mode == Mode::Apply {
+            match options.power_ups {
+                PowerUpRun::Inline => {
+                    self.power_up_inline(&mut observed, st, now).await;
+                }
+                PowerUpRun::Background => self.spawn_power_ups(&observed, st, now).await,
+            }
+        }
         let want = self.desire(&observed);
         let (tree, read_failures) = self
             .observe_guacamole(st, &want, options.verify_all, now)
@@ -264,6 +307,13 @@ impl Engine {
         }
         if options.mode == Mode::Apply {
             remember_addresses(&observed, &mut st.addresses, now);
+            let d = &self.settings.discovery;
+            super::discovery_step::remember_schedule(
+                &observed,
+                &mut st.discovery,
+                now,
+                (d.backoff_initial, d.backoff_max),
+            );
             if let Some(file) = file {
                 file.save(st)?;
             }
@@ -313,6 +363,7 @@ impl Engine {
                 hostname: &self.config.hostname,
                 auto_encrypt: self.settings.sync.auto_encrypt,
                 clusters: &cluster_names,
+                wol: &self.settings.discovery.wol,
             },
         )
     }
@@ -426,7 +477,8 @@ impl Engine {
 
     async fn observe_clusters(
         &self,
-        cache: &BTreeMap<String, CachedAddress>,
+        st: &State,
+        now: u64,
         resting: &BTreeSet<String>,
     ) -> Vec<ClusterObservation> {
         let no_sources: Vec<Box<dyn AddressSource>> = Vec::new();
@@ -437,18 +489,105 @@ impl Engine {
             .map(|(name, client)| ClusterSource {
                 name,
                 client: client.clone(),
-                sources: self.config.sources.get(name).unwrap_or(&no_sources),
-                allowed: &self.settings.sync.allowed_networks,
-                now: unix_now(),
+                sources: self
+                    .config
+                    .sources
+                    .get(name)
+                    .map_or(&no_sources, |s| s.as_slice()),
+                shared: &self.config.shared,
+                refresh: self.settings.discovery.refresh,
+                now,
             })
             .collect();
         let selector = &self.settings.sync.selector;
+        let memory = Memory {
+            addresses: &st.addresses,
+            schedule: &st.discovery,
+        };
         join_all(sources.iter().map(|c| async move {
             if resting.contains(c.name) {
                 return resting_cluster(c.name);
             }
-            observe_cluster(c, selector, cache).await
+            observe_cluster(c, selector, memory).await
         }))
+        .await
+    }
+
+    /// Unix seconds as this engine sees them.
+    pub fn now(&self) -> u64 {
+        unix_now() + self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves this engine's clock forward (tests and simulations of long runs).
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock_offset.fetch_add(by.as_secs(), Ordering::Relaxed);
+    }
+
+    /// The power-up machinery (journal, budgets, in-flight guests).
+    pub fn power_ups(&self) -> &Arc<PowerUps> {
+        &self.power
+    }
+
+    /// Restores every guest left in the power journal (at start after a
+    /// crash, at the end of `once`, on shutdown). Returns how many failed
+    /// (they stay in the journal for the next try).
+    pub async fn restore_power_journal(&self) -> usize {
+        let clients = &self.clients.proxmox;
+        let results = self.power.restore_all(|c| clients.get(c).cloned()).await;
+        results.iter().filter(|(_, r)| r.is_err()).count()
+    }
+
+    /// Power-ups of this cycle, run inline (bounded by the budgets); what
+    /// they learn goes into this cycle's observation and the state.
+    async fn power_up_inline(&self, observed: &mut [ClusterObservation], st: &mut State, now: u64) {
+        let requests = self.power_requests(observed, st, now).await;
+        let power = &self.power;
+        let cancel = &self.cancel;
+        let results = join_all(requests.into_iter().map(|r| power.power_up(r, cancel))).await;
+        let cooldown = self.settings.discovery.power_up.cooldown;
+        super::discovery_step::absorb(&results, observed, st, now, cooldown);
+    }
+
+    /// Power-ups as tasks beside the loop: each one's result waits in a
+    /// queue that the next cycle takes in (address cache, cooldown).
+    async fn spawn_power_ups(&self, observed: &[ClusterObservation], st: &State, now: u64) {
+        for request in self.power_requests(observed, st, now).await {
+            let power = self.power.clone();
+            let queue = self.power_results.clone();
+            let cancel = self.cancel.clone();
+            tokio::spawn(async move {
+                let result = power.power_up(request, &cancel).await;
+                queue.lock().expect("power results").push(result);
+            });
+        }
+    }
+
+    /// Whether background power-ups are still under way.
+    pub fn power_ups_running(&self) -> bool {
+        !self.power.in_flight().is_empty()
+    }
+
+    fn absorb_background_power_ups(&self, st: &mut State, now: u64) {
+        let results = std::mem::take(&mut *self.power_results.lock().expect("power results"));
+        let cooldown = self.settings.discovery.power_up.cooldown;
+        super::discovery_step::absorb_into_state(&results, st, now, cooldown);
+    }
+
+    async fn power_requests(
+        &self,
+        observed: &[ClusterObservation],
+        st: &State,
+        now: u64,
+    ) -> Vec<crate::discovery::power::PowerRequest> {
+        super::discovery_step::requests(
+            observed,
+            st,
+            now,
+            &self.settings.discovery.power_up,
+            &self.clients.proxmox,
+            &self.config.sources,
+            &self.power.in_flight(),
+        )
         .await
     }
 
@@ -530,7 +669,7 @@ fn remember_addresses(
 ) {
     for guest in observed.iter().flat_map(|c| &c.guests) {
         if let crate::discovery::AddressEvidence::Found { address, source } = &guest.address
-            && *source != "cache"
+            && *source != sources::CACHE
         {
             cache.insert(
                 guest.key.to_string(),
@@ -538,6 +677,10 @@ fn remember_addresses(
                     address: address.to_string(),
                     source: (*source).to_owned(),
                     seen_at: now,
+                    mac: match &guest.config {
+                        super::desire::ConfigObservation::Read(f) => f.primary_mac.clone(),
+                        _ => None,
+                    },
                 },
             );
         }

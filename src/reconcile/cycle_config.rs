@@ -3,19 +3,22 @@
 //! the host name). Rebuilt on every reload; the clients are not.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::clients::Clients;
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
 use crate::discovery::AddressSource;
-use crate::discovery::sources::GuestInterfaces;
+use crate::discovery::sources::{self, Shared};
 use crate::notes::{NotesPolicy, settings::ExtraAllowed};
 
 pub struct CycleConfig {
     pub(crate) keyring: Option<Keyring>,
     pub(crate) policy: NotesPolicy,
-    /// Address sources per cluster, in order of preference.
-    pub(crate) sources: BTreeMap<String, Vec<Box<dyn AddressSource>>>,
+    /// Address sources per cluster, in the configured order.
+    pub(crate) sources: BTreeMap<String, Arc<Vec<Box<dyn AddressSource>>>>,
+    /// What the sources share (neighbour table, probe, filters).
+    pub(crate) shared: Arc<Shared>,
     pub(crate) hostname: String,
 }
 
@@ -26,18 +29,18 @@ impl CycleConfig {
         } else {
             Some(Keyring::new(&settings.encryption.keys)?)
         };
+        let discovery = &settings.discovery;
+        let shared = Shared::new(discovery, &settings.sync.allowed_networks);
         let sources = clients
             .proxmox
             .iter()
             .map(|(name, client)| {
-                let list: Vec<Box<dyn AddressSource>> = vec![Box::new(GuestInterfaces::new(
-                    client.clone(),
-                    settings.sync.allowed_networks.clone(),
-                ))];
-                (name.clone(), list)
+                let list = sources::build(&discovery.sources, client, &shared);
+                (name.clone(), Arc::new(list))
             })
             .collect();
         Ok(CycleConfig {
+            shared,
             keyring,
             policy: notes_policy(settings),
             sources,

@@ -6,6 +6,7 @@ pub mod cycle;
 pub mod cycle_config;
 pub mod desire;
 pub mod grants;
+pub mod discovery_step;
 pub mod model;
 pub mod notes_write;
 pub mod observe;

@@ -42,6 +42,12 @@ pub struct State {
     /// daemon granted it. Only these are ever revoked.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grants: BTreeMap<String, GrantRecord>,
+    /// Guest key → when its address is asked again (discovery scheduler).
+    #[serde(default)]
+    pub discovery: BTreeMap<String, crate::discovery::schedule::DiscoveryRecord>,
+    /// Guest key → unix seconds until which it is not powered up again.
+    #[serde(default)]
+    pub power_cooldown: BTreeMap<String, u64>,
 }
 
 /// READ permissions the daemon granted one user or user group.
@@ -81,6 +87,9 @@ pub struct CachedAddress {
     pub address: String,
     pub source: String,
     pub seen_at: u64,
+    /// The `net0` MAC the address was learnt for; a new NIC invalidates it.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 impl State {
@@ -94,6 +103,8 @@ impl State {
             orphan_since: BTreeMap::new(),
             addresses: BTreeMap::new(),
             grants: BTreeMap::new(),
+            discovery: BTreeMap::new(),
+            power_cooldown: BTreeMap::new(),
         }
     }
 }

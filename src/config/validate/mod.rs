@@ -3,6 +3,7 @@
 //! operator fixes the whole file in one go.
 
 mod health;
+mod discovery;
 mod servers;
 mod sync;
 
@@ -73,6 +74,7 @@ impl<'a> Validator<'a> {
         let health = self.health(raw.health.as_ref());
         let names: Vec<String> = proxmox.clusters.iter().map(|c| c.name.clone()).collect();
         let access = self.access(raw.access.as_ref(), &names);
+        let discovery = self.discovery(raw.discovery.as_ref(), &sync);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -83,6 +85,7 @@ impl<'a> Validator<'a> {
             logging,
             health,
             access,
+            discovery,
             warnings: Vec::new(),
         }
     }
