@@ -8,8 +8,10 @@ pub mod demo;
 pub mod encrypt;
 pub mod engine;
 pub mod gen_key;
+mod guest_ref;
 pub mod list;
 pub mod notes;
+pub mod notes_add;
 pub mod once;
 pub mod plan;
 pub mod test_auth;
@@ -33,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Validate the configuration file and its secret sources (contacts no server).
     CheckConfig(check_config::Args),
-    /// Work with guest notes (`notes lint` reads notes on stdin).
+    /// Work with guest notes (`notes lint` checks notes on stdin, `notes add` writes a block).
     Notes(notes::Args),
     /// Print a new random Fernet key.
     GenKey(gen_key::Args),
@@ -56,7 +58,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::CheckConfig(args) => check_config::run(args, &cli.config),
-        Command::Notes(args) => notes::run(args),
+        Command::Notes(args) => notes::run(args, &cli.config).await,
         Command::GenKey(args) => gen_key::run(args),
         Command::Encrypt(args) => encrypt::run(args),
         Command::Once(args) => once::run(args, &cli.config).await,
