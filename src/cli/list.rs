@@ -9,14 +9,19 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::reconcile::cycle::{CycleReport, Mode};
-use crate::reconcile::model::{HoldReason, display_path};
+use crate::reconcile::model::{HoldReason, Identity, display_path};
 use crate::reconcile::plan::Action;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the list as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     pub json: bool,
+    /// Write the list as CSV to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub filter: super::list_filter::FilterArgs,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -25,9 +30,49 @@ pub struct Row {
     pub id: Option<String>,
     pub name: String,
     pub group: String,
+    pub protocol: String,
     pub identity: Option<String>,
+    /// `cluster/vmid (name)`, or `external/<name>` for an external host.
     pub guest: Option<String>,
+    pub cluster: Option<String>,
+    /// Absent for external hosts.
+    pub vmid: Option<u32>,
+    pub guest_name: Option<String>,
     pub detail: String,
+}
+
+/// The guest columns of a row.
+struct Who {
+    guest: Option<String>,
+    cluster: Option<String>,
+    vmid: Option<u32>,
+    guest_name: Option<String>,
+}
+
+fn who(identity: Option<&Identity>, guest_name: Option<&str>) -> Who {
+    let Some(i) = identity else {
+        return Who {
+            guest: None,
+            cluster: None,
+            vmid: None,
+            guest_name: None,
+        };
+    };
+    let external = i.guest.is_external();
+    let guest = match (external, guest_name) {
+        (false, Some(n)) => format!("{} ({n})", i.guest),
+        _ => i.guest_label(),
+    };
+    Who {
+        guest: Some(guest),
+        cluster: Some(i.guest.cluster.clone()),
+        vmid: (!external).then_some(i.guest.vmid),
+        guest_name: if external {
+            Some(i.user.clone())
+        } else {
+            guest_name.map(str::to_owned)
+        },
+    }
 }
 
 pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
@@ -35,8 +80,14 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     let result = engine.cycle(Mode::PlanOnly, true).await;
     engine.close().await;
     let report = result.map_err(|e| anyhow::anyhow!("observation failed ({}): {e}", e.label()))?;
-    let rows = rows(&report);
-    if args.json {
+    let filter = args.filter.compile()?;
+    let rows: Vec<Row> = rows(&report)
+        .into_iter()
+        .filter(|r| filter.keeps(r))
+        .collect();
+    if let Some(path) = &args.csv {
+        super::list_filter::write_csv(path, &rows)?;
+    } else if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for r in &rows {
@@ -70,15 +121,22 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             Action::Create {
                 identity,
                 connection,
-            } => rows.push(Row {
-                status: "missing",
-                id: None,
-                name: connection.name.clone(),
-                group: display_path(&connection.group),
-                identity: Some(identity.to_string()),
-                guest: Some(format!("{} ({})", identity.guest, connection.guest_name)),
-                detail: a.reason.clone(),
-            }),
+            } => {
+                let w = who(Some(identity), Some(&connection.guest_name));
+                rows.push(Row {
+                    status: "missing",
+                    id: None,
+                    name: connection.name.clone(),
+                    group: display_path(&connection.group),
+                    protocol: connection.protocol.clone(),
+                    identity: Some(identity.to_string()),
+                    guest: w.guest,
+                    cluster: w.cluster,
+                    vmid: w.vmid,
+                    guest_name: w.guest_name,
+                    detail: a.reason.clone(),
+                })
+            }
             Action::Update {
                 identity,
                 id,
@@ -88,13 +146,18 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             } => {
                 seen.insert(id.clone(), ());
                 let what: Vec<String> = changes.iter().map(|c| c.describe()).collect();
+                let w = who(Some(identity), Some(&connection.guest_name));
                 rows.push(Row {
                     status: "drift",
                     id: Some(id.clone()),
                     name: connection.name.clone(),
                     group: display_path(&connection.group),
+                    protocol: connection.protocol.clone(),
                     identity: Some(identity.to_string()),
-                    guest: Some(format!("{} ({})", identity.guest, connection.guest_name)),
+                    guest: w.guest,
+                    cluster: w.cluster,
+                    vmid: w.vmid,
+                    guest_name: w.guest_name,
                     detail: what.join(", "),
                 });
             }
@@ -105,13 +168,18 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
                 group,
             } => {
                 seen.insert(id.clone(), ());
+                let w = who(identity.as_ref(), None);
                 rows.push(Row {
                     status: "orphan",
                     id: Some(id.clone()),
                     name: name.clone(),
                     group: display_path(group),
+                    protocol: protocol_of(report, id),
                     identity: identity.as_ref().map(|i| i.to_string()),
-                    guest: identity.as_ref().map(|i| i.guest.to_string()),
+                    guest: w.guest,
+                    cluster: w.cluster,
+                    vmid: w.vmid,
+                    guest_name: w.guest_name,
                     detail: a.reason.clone(),
                 });
             }
@@ -120,13 +188,18 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
     }
     for (identity, id) in &report.plan.unchanged {
         let c = &report.desired.connections[identity];
+        let w = who(Some(identity), Some(&c.guest_name));
         rows.push(Row {
             status: "ok",
             id: Some(id.clone()),
             name: c.name.clone(),
             group: display_path(&c.group),
+            protocol: c.protocol.clone(),
             identity: Some(identity.to_string()),
-            guest: Some(format!("{} ({})", identity.guest, c.guest_name)),
+            guest: w.guest,
+            cluster: w.cluster,
+            vmid: w.vmid,
+            guest_name: w.guest_name,
             detail: String::new(),
         });
     }
@@ -146,16 +219,29 @@ pub fn rows(report: &CycleReport) -> Vec<Row> {
             Some(_) => "ok",
             None => "orphan",
         };
+        let w = who(k.identity.as_ref(), None);
         rows.push(Row {
             status,
             id: Some(k.id.clone()),
             name: c.name.clone(),
             group: display_path(&c.group),
+            protocol: c.protocol.clone(),
             identity: k.identity.as_ref().map(|i| i.to_string()),
-            guest: k.identity.as_ref().map(|i| i.guest.to_string()),
+            guest: w.guest,
+            cluster: w.cluster,
+            vmid: w.vmid,
+            guest_name: w.guest_name,
             detail: k.reason.clone(),
         });
     }
     rows.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     rows
+}
+
+fn protocol_of(report: &CycleReport, id: &str) -> String {
+    report
+        .tree
+        .find(id)
+        .map(|c| c.protocol.clone())
+        .unwrap_or_default()
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod gen_key;
 mod guest_ref;
 pub mod list;
+mod list_filter;
 pub mod notes;
 pub mod notes_add;
 pub mod once;

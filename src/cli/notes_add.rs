@@ -134,7 +134,10 @@ impl Request {
         let mut pairs = vec![
             format!("user:{}", render::quote(&self.user)),
             format!("encrypted_password:{}", render::quote(token)),
-            format!("protos:{}", render::quote(&render::protocols(&self.protocols))),
+            format!(
+                "protos:{}",
+                render::quote(&render::protocols(&self.protocols))
+            ),
         ];
         if let Some(port) = self.port {
             pairs.push(format!("port:\"{port}\""));
@@ -205,12 +208,7 @@ pub(crate) fn compose(
             text.push_str(&notes_text[..region.start]);
             text.push_str(block);
             text.push_str(&notes_text[region.end..]);
-            (
-                text,
-                Placement::Replaced {
-                    block: old.ordinal,
-                },
-            )
+            (text, Placement::Replaced { block: old.ordinal })
         }
         [old] => {
             let i = old
@@ -303,9 +301,13 @@ pub async fn run(args: AddArgs, config: &Path) -> anyhow::Result<i32> {
     let label = guest_label(&guest);
     if args.dry_run {
         let config = read_config(&guest).await?;
-        let (text, placement) =
-            compose(&config.notes.unwrap_or_default(), &req.block(MASK), &req, args.replace)
-                .map_err(|e| compose_failed(&label, e))?;
+        let (text, placement) = compose(
+            &config.notes.unwrap_or_default(),
+            &req.block(MASK),
+            &req,
+            args.replace,
+        )
+        .map_err(|e| compose_failed(&label, e))?;
         println!("{text}");
         eprintln!(
             "dry run: {} to the notes of {label}; nothing was written",
