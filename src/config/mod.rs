@@ -6,6 +6,7 @@
 //! are reported together. No secret value ever appears in a message.
 
 mod decode;
+mod external;
 mod perms;
 mod problem;
 mod raw;
@@ -17,6 +18,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use external::ExternalHost;
 pub use problem::Problem;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};

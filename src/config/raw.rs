@@ -21,6 +21,7 @@ pub(crate) struct RawConfig {
     pub encryption: Option<At<RawEncryption>>,
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
+    pub external: Option<At<Vec<At<super::external::RawExternal>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,8 @@ pub struct Settings {
     /// Daemon state (identity map, address cache, power journal).
     pub state_dir: PathBuf,
     pub logging: LoggingSettings,
+    /// Hosts that are not Proxmox guests (`external:`).
+    pub external: Vec<super::ExternalHost>,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

@@ -148,7 +148,7 @@ impl Engine {
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        let want = desire(
+        let mut want = desire(
             &observed,
             &DesireSettings {
                 policy: &self.policy,
@@ -159,6 +159,12 @@ impl Engine {
                 auto_encrypt: self.settings.sync.auto_encrypt,
                 clusters: &cluster_names,
             },
+        );
+        super::external::add_external(
+            &mut want,
+            &self.settings.external,
+            &self.settings.sync.name_template,
+            &self.hostname,
         );
 
         let guac = &self.clients.guacamole;

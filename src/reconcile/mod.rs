@@ -4,6 +4,7 @@ pub mod apply;
 pub mod clients;
 pub mod cycle;
 pub mod desire;
+pub mod external;
 pub mod model;
 pub mod notes_write;
 pub mod observe;

@@ -2,6 +2,7 @@
 //! secrets. Problems are collected, not returned at the first one, so an
 //! operator fixes the whole file in one go.
 
+mod external;
 mod servers;
 mod sync;
 
@@ -69,6 +70,7 @@ impl<'a> Validator<'a> {
             None => PathBuf::from(DEFAULT_STATE_DIR),
         };
         let logging = self.logging(raw.logging.as_ref());
+        let external = self.external(raw.external.as_ref(), &sync, &proxmox);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -77,6 +79,7 @@ impl<'a> Validator<'a> {
             encryption,
             state_dir,
             logging,
+            external,
             warnings: Vec::new(),
         }
     }
