@@ -7,6 +7,7 @@ pub mod check_config;
 pub mod demo;
 pub mod encrypt;
 pub mod engine;
+pub mod explain;
 pub mod gen_key;
 mod guest_ref;
 pub mod list;
@@ -48,6 +49,8 @@ pub enum Command {
     TestAuth(test_auth::Args),
     /// Show what a cycle would change, and why; changes nothing.
     Plan(plan::Args),
+    /// Everything about one guest: selection, notes blocks, address, connections, pending actions.
+    Explain(explain::Args),
     /// List every managed connection with its status (ok, drift, missing, orphan, error).
     List(list::Args),
     /// Run the sync against an embedded lab (emulated Proxmox VE and Guacamole) and narrate.
@@ -66,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan(args) => plan::run(args, &cli.config).await,
         Command::TestAuth(args) => test_auth::run(args, &cli.config).await,
         Command::List(args) => list::run(args, &cli.config).await,
+        Command::Explain(args) => explain::run(args, &cli.config).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args).await,
     }

@@ -309,6 +309,29 @@ impl Engine {
     }
 }
 
+/// Read-only pieces for commands that look at one guest (`explain`).
+impl Engine {
+    pub(crate) fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_ref()
+    }
+
+    pub(crate) fn policy(&self) -> &NotesPolicy {
+        &self.policy
+    }
+
+    pub(crate) fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub(crate) fn address_sources(&self, cluster: &str) -> &[Box<dyn AddressSource>] {
+        self.sources.get(cluster).map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn load_state(&self) -> Result<crate::state::State, StateError> {
+        self.store.load()
+    }
+}
+
 fn remember_addresses(
     observed: &[ClusterObservation],
     cache: &mut BTreeMap<String, CachedAddress>,
