@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod discovery;
 pub mod guacamole;
 pub mod host;
@@ -12,4 +13,5 @@ pub mod proxmox;
 pub mod reconcile;
 pub mod secret;
 pub mod state;
+pub mod systemd;
 pub mod telemetry;

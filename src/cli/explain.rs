@@ -54,14 +54,16 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
 async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
     let s = &engine.settings;
     let found = find(&engine.clients.proxmox, wanted).await?;
-    let st = engine
-        .load_state()
+    // Read only: no lock, nothing saved.
+    let st = crate::state::StateStore::new(&s.state_dir)
+        .load()
         .map_err(|e| anyhow::anyhow!("{e} ({})", e.label()))?;
+    let cc = engine.cycle_config();
     let now = unix_now();
     let source = ClusterSource {
         name: &found.cluster,
         client: found.client.clone(),
-        sources: engine.address_sources(&found.cluster),
+        sources: cc.sources.get(&found.cluster).map_or(&[], Vec::as_slice),
         allowed: &s.sync.allowed_networks,
         now,
     };
@@ -77,11 +79,11 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
     let want = desire(
         &observed,
         &DesireSettings {
-            policy: engine.policy(),
-            keyring: engine.keyring(),
+            policy: &cc.policy,
+            keyring: cc.keyring.as_ref(),
             grouping: s.sync.grouping,
             selector: &s.sync.selector,
-            hostname: engine.hostname(),
+            hostname: &cc.hostname,
             auto_encrypt: s.sync.auto_encrypt,
             clusters: &clusters,
         },
@@ -107,6 +109,8 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         summary: Default::default(),
         requests: BTreeMap::new(),
         duration_ms: 0,
+        degraded_clusters: Vec::new(),
+        cycle: 0,
         problems: read_failures,
         plan: the_plan,
         desired: want,
@@ -271,10 +275,12 @@ fn blocks(engine: &Engine, guest: &GuestObservation) -> Vec<Value> {
         vmid: guest.key.vmid,
         vmname: guest.name.clone(),
         address: guest.address.address().map(|a| a.to_string()),
-        hostname: engine.hostname().to_owned(),
+        hostname: engine.cycle_config().hostname.clone(),
     };
-    let passwords = engine
-        .keyring()
+    let cc = engine.cycle_config();
+    let passwords = cc
+        .keyring
+        .as_ref()
         .map_or(Passwords::NoKeys, Passwords::Decrypt);
     parsed
         .blocks
@@ -289,7 +295,7 @@ fn blocks(engine: &Engine, guest: &GuestObservation) -> Vec<Value> {
             let mut errors: Vec<String> = b.errors.iter().map(ToString::to_string).collect();
             let mut connections = Vec::new();
             if errors.is_empty() {
-                match parsed.resolve_block(b, &ctx, engine.policy(), passwords) {
+                match parsed.resolve_block(b, &ctx, &cc.policy, passwords) {
                     Ok(specs) => connections = specs.iter().map(|c| c.name.clone()).collect(),
                     Err(e) => errors.push(e.to_string()),
                 }

@@ -3,7 +3,6 @@
 //! `orphan` (in the managed group, no longer desired), `error` (its guest has
 //! a block error or an undecryptable password). Reads every parameter set.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
@@ -115,76 +114,51 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
 
 pub fn rows(report: &CycleReport) -> Vec<Row> {
     let mut rows = Vec::new();
-    let mut seen: BTreeMap<String, ()> = BTreeMap::new();
     for a in &report.plan.actions {
-        match &a.action {
-            Action::Create {
-                identity,
-                connection,
-            } => {
-                let w = who(Some(identity), Some(&connection.guest_name));
-                rows.push(Row {
-                    status: "missing",
-                    id: None,
-                    name: connection.name.clone(),
-                    group: display_path(&connection.group),
-                    protocol: connection.protocol.clone(),
-                    identity: Some(identity.to_string()),
-                    guest: w.guest,
-                    cluster: w.cluster,
-                    vmid: w.vmid,
-                    guest_name: w.guest_name,
-                    detail: a.reason.clone(),
-                })
-            }
-            Action::Update {
-                identity,
-                id,
-                connection,
-                changes,
-                ..
-            } => {
-                seen.insert(id.clone(), ());
+        let status = match a.action.kind() {
+            "create" => "missing",
+            "update" => "drift",
+            "delete" => "orphan",
+            _ => continue,
+        };
+        let detail = match &a.action {
+            Action::Update { changes, .. } => {
                 let what: Vec<String> = changes.iter().map(|c| c.describe()).collect();
-                let w = who(Some(identity), Some(&connection.guest_name));
-                rows.push(Row {
-                    status: "drift",
-                    id: Some(id.clone()),
-                    name: connection.name.clone(),
-                    group: display_path(&connection.group),
-                    protocol: connection.protocol.clone(),
-                    identity: Some(identity.to_string()),
-                    guest: w.guest,
-                    cluster: w.cluster,
-                    vmid: w.vmid,
-                    guest_name: w.guest_name,
-                    detail: what.join(", "),
-                });
+                what.join(", ")
             }
-            Action::Delete {
-                identity,
-                id,
-                name,
-                group,
-            } => {
-                seen.insert(id.clone(), ());
-                let w = who(identity.as_ref(), None);
-                rows.push(Row {
-                    status: "orphan",
-                    id: Some(id.clone()),
-                    name: name.clone(),
-                    group: display_path(group),
-                    protocol: protocol_of(report, id),
-                    identity: identity.as_ref().map(|i| i.to_string()),
-                    guest: w.guest,
-                    cluster: w.cluster,
-                    vmid: w.vmid,
-                    guest_name: w.guest_name,
-                    detail: a.reason.clone(),
-                });
-            }
-            _ => {}
-        }
+            _ => a.reason.clone(),
+        };
+        let (guest_name, protocol) = match &a.action {
+            Action::Create { connection, .. } | Action::Update { connection, .. } => (
+                Some(connection.guest_name.as_str()),
+                connection.protocol.clone(),
+            ),
+            _ => (
+                None,
+                a.action
+                    .guacamole_id()
+                    .map(|id| protocol_of(report, id))
+                    .unwrap_or_default(),
+            ),
+        };
+        let w = who(a.action.identity(), guest_name);
+        rows.push(Row {
+            status,
+            id: a.action.guacamole_id().map(str::to_owned),
+            name: a.action.connection_name().unwrap_or_default().to_owned(),
+            group: a
+                .action
+                .group()
+                .map(|g| display_path(g))
+                .unwrap_or_default(),
+            protocol,
+            identity: a.action.identity().map(|i| i.to_string()),
+            guest: w.guest,
+            cluster: w.cluster,
+            vmid: w.vmid,
+            guest_name: w.guest_name,
+            detail,
+        });
     }
     for (identity, id) in &report.plan.unchanged {
         let c = &report.desired.connections[identity];

@@ -16,6 +16,8 @@ pub mod notes;
 pub mod notes_add;
 pub mod once;
 pub mod plan;
+pub mod run;
+pub mod sync_now;
 pub mod test_auth;
 
 use std::path::PathBuf;
@@ -35,6 +37,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run as a service: sync every `sync.interval`; SIGHUP reloads, SIGUSR1 syncs now, SIGTERM stops.
+    Run(run::Args),
+    /// Ask the running service for a cycle now (sends it SIGUSR1).
+    SyncNow(sync_now::Args),
     /// Validate the configuration file and its secret sources (contacts no server).
     CheckConfig(check_config::Args),
     /// Work with guest notes (`notes lint` checks notes on stdin, `notes add` writes a block).
@@ -61,6 +67,8 @@ pub enum Command {
 /// Runs the chosen command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Run(args) => run::run(args, &cli.config).await,
+        Command::SyncNow(args) => sync_now::run(args, &cli.config),
         Command::CheckConfig(args) => check_config::run(args, &cli.config),
         Command::Notes(args) => notes::run(args, &cli.config).await,
         Command::GenKey(args) => gen_key::run(args),

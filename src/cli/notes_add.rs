@@ -296,7 +296,8 @@ pub async fn run(args: AddArgs, config: &Path) -> anyhow::Result<i32> {
     let keyring = Keyring::new(&settings.encryption.keys).context("encryption.keys")?;
     let password = read_password(args.password_stdin)?;
     let token = keyring.encrypt(&password);
-    let clients = Clients::new(&settings).context("cannot set up the API clients")?;
+    let clients = Clients::new(&settings, &tokio_util::sync::CancellationToken::new())
+        .context("cannot set up the API clients")?;
     let guest = find(&clients.proxmox, &wanted).await?;
     let label = guest_label(&guest);
     if args.dry_run {

@@ -134,6 +134,27 @@ impl Settings {
     }
 }
 
+/// The `state_dir` a configuration file names (or the default), without
+/// validating the rest or reading any secret: for `sync-now`, which runs
+/// where the service's credentials are not available.
+pub fn state_dir_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let decoded = decode::decode(&text, path);
+    let Some(raw) = decoded.raw else {
+        return Err(ConfigError::Invalid {
+            problems: decoded.problems,
+        });
+    };
+    Ok(raw
+        .state_dir
+        .map(|at| PathBuf::from(at.value.0))
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
+}
+
 /// A file holding inline secrets must be readable by its owner only.
 fn permission_problem(file: &Path, mode: u32, inline: &[String]) -> Option<Problem> {
     if inline.is_empty() || !perms::readable_by_group_or_others(mode) {

@@ -14,7 +14,7 @@ use super::problem::Problem;
 use super::selector::Selector;
 use crate::secret::Secret;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The file these settings came from (for messages and reloads).
     pub file: PathBuf,
@@ -31,13 +31,13 @@ pub struct Settings {
     pub warnings: Vec<Problem>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxmoxSettings {
     /// At least one; names are unique.
     pub clusters: Vec<ClusterSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
     /// Short name used in identities, logs and the `{cluster}` placeholder.
     pub name: String,
@@ -49,7 +49,7 @@ pub struct ClusterSettings {
     pub api: ApiSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuacamoleSettings {
     /// Origin of the Guacamole server (path `/`).
     pub url: Url,
@@ -161,7 +161,7 @@ pub struct RetrySettings {
     pub max_delay: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncSettings {
     pub interval: Duration,
     /// Each wait is `interval × (1 ± jitter)`; 0 ≤ jitter ≤ 0.5.
@@ -245,7 +245,7 @@ impl Grouping {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncryptionSettings {
     /// Fernet keys or legacy passphrases; the first encrypts, all decrypt.
     pub keys: Vec<Secret>,

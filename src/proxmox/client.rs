@@ -588,7 +588,8 @@ impl ProxmoxClient {
 
     /// Polls a task until it stops. `Ok` for `OK`/`WARNINGS`; a failed task is
     /// [`ProxmoxError::TaskFailed`] (see `task_cause()`), an unfinished one
-    /// [`ProxmoxError::TaskTimeout`].
+    /// [`ProxmoxError::TaskTimeout`]; shutdown ends the polling with a
+    /// `cancelled` error.
     pub async fn wait_task(
         &self,
         upid: &Upid,
@@ -617,7 +618,15 @@ impl ProxmoxClient {
                     waited,
                 });
             }
-            tokio::time::sleep(interval.min(timeout - waited)).await;
+            // Shutdown ends the wait (the task itself runs on in Proxmox).
+            self.inner
+                .http
+                .sleep(interval.min(timeout - waited), "GET task status")
+                .await
+                .map_err(|source| ProxmoxError::Http {
+                    cluster: self.inner.cluster.clone(),
+                    source,
+                })?;
             interval = (interval * 3 / 2).min(max);
         }
     }

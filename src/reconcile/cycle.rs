@@ -1,39 +1,45 @@
 //! One whole cycle, observe → desire → plan → apply → record, over the real
-//! clients. `once`, `plan`, `list`, the demo and (later) the daemon loop all
-//! run this; they differ only in [`Mode`].
+//! clients. The daemon loop (`run`) owns the state in memory and passes it
+//! to [`Engine::run_cycle`]; `once`, `plan`, `list` and the demo use
+//! [`Engine::cycle`], which wraps it with load, lock and save. They differ
+//! only in [`Mode`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::join_all;
 use serde::Serialize;
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::apply::{ApplyContext, Budget, apply};
-use super::clients::{Clients, ClientsError};
+use super::clients::{ClientChanges, Clients, ClientsError};
+use super::cycle_config::CycleConfig;
+pub use super::cycle_config::notes_policy;
 use super::desire::{ClusterObservation, DesireSettings, desire};
 use super::model::{Desired, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
-use super::record::{CycleSummary, Outcome, record};
+use super::record::{ActionResult, CycleSummary, Outcome, record};
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
 use crate::discovery::AddressSource;
-use crate::discovery::sources::GuestInterfaces;
 use crate::guacamole::{GroupSpec, GuacamoleError, ROOT_GROUP};
-use crate::notes::{NotesPolicy, settings::ExtraAllowed};
 use crate::proxmox::{ProxmoxClient, ProxmoxError};
-use crate::state::{CachedAddress, StateError, StateStore};
+use crate::state::{CachedAddress, State, StateError, StateFile, StateStore};
+use crate::telemetry::{AuditEvent, audit};
 
 /// What a cycle may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Observe and plan only (`plan`, `list`).
     PlanOnly,
     /// Plan and log every write instead of making it.
     DryRun,
+    #[default]
     Apply,
 }
 
@@ -47,6 +53,8 @@ pub enum CycleError {
     Guacamole(#[from] GuacamoleError),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("reload refused: {0}")]
+    Reload(String),
 }
 
 impl CycleError {
@@ -56,6 +64,7 @@ impl CycleError {
             CycleError::Keys(e) => e.label(),
             CycleError::Guacamole(e) => e.label(),
             CycleError::State(e) => e.label(),
+            CycleError::Reload(_) => "reload_refused",
         }
     }
 }
@@ -68,6 +77,11 @@ pub struct CycleReport {
     /// Requests per API during this cycle.
     pub requests: BTreeMap<String, u64>,
     pub duration_ms: u128,
+    /// Clusters not fully observed this cycle (no deletes there).
+    pub degraded_clusters: Vec<String>,
+    /// The cycle's number within this process (1 = the first).
+    #[serde(skip)]
+    pub cycle: u64,
     /// Problems worth an operator's attention (block errors, unreadable
     /// configs, unknown addresses); never secrets.
     pub problems: Vec<String>,
@@ -81,46 +95,84 @@ pub struct CycleReport {
     pub outcome: Outcome,
 }
 
+/// What one cycle is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct CycleOptions {
+    pub mode: Mode,
+    /// Read every owned connection's parameters (for `list` and drift
+    /// reports) instead of trusting the state file.
+    pub verify_all: bool,
+    /// Clusters not to contact this cycle (backing off after failures):
+    /// they count as not fully observed, so nothing of theirs is deleted.
+    pub resting: BTreeSet<String>,
+}
+
+/// The long-lived engine: the clients (with the Guacamole session), the
+/// per-cycle configuration and the settings they came from. It holds no
+/// state: the caller owns it.
 pub struct Engine {
     pub settings: Settings,
     pub clients: Clients,
-    keyring: Option<Keyring>,
-    policy: NotesPolicy,
-    sources: BTreeMap<String, Vec<Box<dyn AddressSource>>>,
-    store: StateStore,
-    hostname: String,
+    config: CycleConfig,
+    /// Whether the Guacamole account is an administrator; only a successful
+    /// answer is kept (a transient error must not disable pruning for good).
     admin: tokio::sync::OnceCell<bool>,
+    cancel: CancellationToken,
+    cycles: AtomicU64,
 }
 
 impl Engine {
     pub fn new(settings: Settings) -> Result<Engine, CycleError> {
-        let clients = Clients::new(&settings)?;
-        let keyring = if settings.encryption.keys.is_empty() {
-            None
-        } else {
-            Some(Keyring::new(&settings.encryption.keys)?)
-        };
-        let sources = clients
-            .proxmox
-            .iter()
-            .map(|(name, client)| {
-                let list: Vec<Box<dyn AddressSource>> = vec![Box::new(GuestInterfaces::new(
-                    client.clone(),
-                    settings.sync.allowed_networks.clone(),
-                ))];
-                (name.clone(), list)
-            })
-            .collect();
+        Engine::with_cancel(settings, CancellationToken::new())
+    }
+
+    /// An engine whose retry sleeps, pauses and apply stages stop when
+    /// `cancel` fires (shutdown).
+    pub fn with_cancel(
+        settings: Settings,
+        cancel: CancellationToken,
+    ) -> Result<Engine, CycleError> {
+        let clients = Clients::new(&settings, &cancel)?;
+        let config = CycleConfig::new(&settings, &clients)?;
         Ok(Engine {
-            policy: notes_policy(&settings),
-            store: StateStore::new(&settings.state_dir),
-            hostname: crate::host::short_hostname(),
             admin: tokio::sync::OnceCell::new(),
-            keyring,
-            sources,
+            cycles: AtomicU64::new(0),
+            config,
             clients,
             settings,
+            cancel,
         })
+    }
+
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Swaps in new settings: clients whose endpoint, TLS, limits or secret
+    /// changed are rebuilt (a replaced Guacamole client is logged out), the
+    /// rest keep their connections and session. Nothing changes unless
+    /// everything new could be built. The state directory cannot change
+    /// while the state is held.
+    pub async fn reload(&mut self, new: Settings) -> Result<ClientChanges, CycleError> {
+        if new.state_dir != self.settings.state_dir {
+            return Err(CycleError::Reload(format!(
+                "state_dir cannot change while running ({} → {}); restart the service",
+                self.settings.state_dir.display(),
+                new.state_dir.display()
+            )));
+        }
+        let (clients, changes) = self.clients.rebuilt(&self.settings, &new, &self.cancel)?;
+        let config = CycleConfig::new(&new, &clients)?;
+        let old = std::mem::replace(&mut self.clients, clients);
+        self.config = config;
+        self.settings = new;
+        if changes.guacamole {
+            self.admin = tokio::sync::OnceCell::new();
+            if let Err(e) = old.guacamole.logout().await {
+                warn!(error = %e, "logout of the replaced Guacamole session failed");
+            }
+        }
+        Ok(changes)
     }
 
     pub fn plan_settings(&self, prune_groups: bool) -> PlanSettings {
@@ -132,108 +184,78 @@ impl Engine {
         }
     }
 
-    /// One cycle. `verify_all` reads every owned connection's parameters
-    /// (for `list` and drift reports) instead of trusting the state file.
+    /// One cycle for a one-shot command: loads the state, and in
+    /// [`Mode::Apply`] locks the state directory for the cycle and saves as
+    /// work completes. `verify_all` reads every owned connection's
+    /// parameters instead of trusting the state file.
     pub async fn cycle(&self, mode: Mode, verify_all: bool) -> Result<CycleReport, CycleError> {
+        let options = CycleOptions {
+            mode,
+            verify_all,
+            ..CycleOptions::default()
+        };
+        if mode == Mode::Apply {
+            let (mut file, mut st) = StateFile::open(&self.settings.state_dir, "once")?;
+            self.run_cycle(&mut st, Some(&mut file), &options).await
+        } else {
+            let mut st = StateStore::new(&self.settings.state_dir).load()?;
+            self.run_cycle(&mut st, None, &options).await
+        }
+    }
+
+    /// One cycle over state the caller owns. With `file`, ownership is
+    /// written after each apply stage and the whole state at the end, so a
+    /// stop or crash mid-apply never loses the record of writes made.
+    pub async fn run_cycle(
+        &self,
+        st: &mut State,
+        mut file: Option<&mut StateFile>,
+        options: &CycleOptions,
+    ) -> Result<CycleReport, CycleError> {
+        let number = self.cycles.fetch_add(1, Ordering::Relaxed) + 1;
         let started = Instant::now();
         let before = self.clients.request_counts();
         let now = unix_now();
-        let mut st = self.store.load()?;
 
-        let observed = self.observe_clusters(&st.addresses).await;
-        let cluster_names: Vec<String> = self
-            .settings
-            .proxmox
-            .clusters
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let mut want = desire(
-            &observed,
-            &DesireSettings {
-                policy: &self.policy,
-                keyring: self.keyring.as_ref(),
-                grouping: self.settings.sync.grouping,
-                selector: &self.settings.sync.selector,
-                hostname: &self.hostname,
-                auto_encrypt: self.settings.sync.auto_encrypt,
-                clusters: &cluster_names,
-            },
-        );
-        super::external::add_external(
-            &mut want,
-            &self.settings.external,
-            &self.settings.sync.name_template,
-            &self.hostname,
-        );
-
-        let guac = &self.clients.guacamole;
-        let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
-        // Objects deleted by hand (or by a cycle whose record was lost) leave
-        // nothing to own; their identities get created afresh if desired.
-        st.connections.retain(|_, o| tree.find(&o.id).is_some());
-        st.orphan_since
-            .retain(|id, _| tree.connections.contains_key(id));
-        let claims = claim(&want, &tree, &st);
-        let ids = if verify_all {
-            claims.owned.values().cloned().collect()
-        } else {
-            parameters_needed(&want, &claims, &st, now, &self.plan_settings(false))
-        };
+        let observed = self.observe_clusters(&st.addresses, &options.resting).await;
+        let want = self.desire(&observed);
+        let (tree, read_failures) = self
+            .observe_guacamole(st, &want, options.verify_all, now)
+            .await?;
         let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
-        let read_failures = fill_parameters(guac, &mut tree, &ids).await;
         // A cluster that could not be fully observed, or a parameter set that
         // could not be read, means the cycle did not converge.
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
         problems.extend(read_failures);
         let prune_groups = self.account_sees_everything().await;
-        let the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
+        let the_plan = plan(&want, &tree, st, now, &self.plan_settings(prune_groups));
 
-        let mut root_created = false;
-        let outcome = match mode {
-            Mode::PlanOnly => Outcome::default(),
-            Mode::DryRun | Mode::Apply => {
-                let dry_run = mode == Mode::DryRun;
-                let mut max_changes = self.settings.sync.max_changes_per_cycle.get();
-                let root_id = match (&tree.root_id, the_plan.actions.is_empty(), dry_run) {
-                    (Some(id), _, _) => id.clone(),
-                    (None, true, _) | (None, _, true) => String::new(),
-                    (None, false, false) => {
-                        // The root group is a write too.
-                        max_changes -= 1;
-                        root_created = true;
-                        self.create_root().await?
-                    }
-                };
-                let writer = ProxmoxNotesWriter {
-                    clients: &self.clients.proxmox,
-                    keyring: self.keyring.as_ref(),
-                };
-                let cx = ApplyContext {
-                    guacamole: guac,
-                    notes: &writer,
-                    root_id,
-                    groups: tree
-                        .groups
-                        .iter()
-                        .map(|(p, g)| (p.clone(), g.id.clone()))
-                        .collect(),
-                    dry_run,
-                };
-                let budget = Budget { max_changes };
-                apply(&the_plan, budget, cx).await
-            }
-        };
-
-        let mut summary = record(&the_plan, &outcome, &want, &mut st, now);
+        let applied = self
+            .apply_plan(
+                options.mode,
+                &the_plan,
+                &tree,
+                &want,
+                st,
+                file.as_deref_mut(),
+                now,
+                number,
+            )
+            .await?;
+        let mut summary = record(&the_plan, &applied.outcome, &want, st, now);
         summary.errors += observe_errors;
-        summary.groups_created += usize::from(root_created);
-        if mode == Mode::PlanOnly {
+        summary.groups_created += usize::from(applied.root_created);
+        if options.mode == Mode::PlanOnly {
             summary.pending = the_plan.actions.len();
         }
-        if mode == Mode::Apply {
+        if options.mode == Mode::Apply {
             remember_addresses(&observed, &mut st.addresses, now);
-            self.store.save(&st)?;
+            if let Some(file) = file {
+                file.save(st)?;
+            }
+        }
+        if let Some(e) = applied.save_error {
+            return Err(e.into());
         }
         let after = self.clients.request_counts();
         let requests = after
@@ -244,17 +266,165 @@ impl Engine {
             summary,
             requests,
             duration_ms: started.elapsed().as_millis(),
+            degraded_clusters: observed
+                .iter()
+                .filter(|c| !c.complete)
+                .map(|c| c.name.clone())
+                .collect(),
+            cycle: number,
             problems,
             plan: the_plan,
             desired: want,
             tree,
-            outcome,
+            outcome: applied.outcome,
         })
+    }
+
+    fn desire(&self, observed: &[ClusterObservation]) -> Desired {
+        let cluster_names: Vec<String> = self
+            .settings
+            .proxmox
+            .clusters
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let mut want = desire(
+            observed,
+            &DesireSettings {
+                policy: &self.config.policy,
+                keyring: self.config.keyring.as_ref(),
+                grouping: self.settings.sync.grouping,
+                selector: &self.settings.sync.selector,
+                hostname: &self.config.hostname,
+                auto_encrypt: self.settings.sync.auto_encrypt,
+                clusters: &cluster_names,
+            },
+        );
+        super::external::add_external(
+            &mut want,
+            &self.settings.external,
+            &self.settings.sync.name_template,
+            &self.config.hostname,
+        );
+        want
+    }
+
+    /// Keys, notes policy, address sources and host name (`explain`).
+    pub(crate) fn cycle_config(&self) -> &CycleConfig {
+        &self.config
+    }
+
+    /// The managed tree, with the parameters the plan must compare; forgets
+    /// ownership of objects deleted by hand. Returns the tree and the
+    /// parameter sets that could not be read.
+    async fn observe_guacamole(
+        &self,
+        st: &mut State,
+        want: &Desired,
+        verify_all: bool,
+        now: u64,
+    ) -> Result<(ManagedTree, Vec<String>), CycleError> {
+        let guac = &self.clients.guacamole;
+        let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
+        // Objects deleted by hand (or by a cycle whose record was lost) leave
+        // nothing to own; their identities get created afresh if desired.
+        st.connections.retain(|_, o| tree.find(&o.id).is_some());
+        st.orphan_since
+            .retain(|id, _| tree.connections.contains_key(id));
+        let claims = claim(want, &tree, st);
+        let ids = if verify_all {
+            claims.owned.values().cloned().collect()
+        } else {
+            parameters_needed(want, &claims, st, now, &self.plan_settings(false))
+        };
+        let read_failures = fill_parameters(guac, &mut tree, &ids).await;
+        Ok((tree, read_failures))
+    }
+
+    /// Executes the plan (or logs it, in dry-run). Nothing is started once
+    /// shutdown has begun; a stage under way is finished, later ones wait.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_plan(
+        &self,
+        mode: Mode,
+        the_plan: &Plan,
+        tree: &ManagedTree,
+        want: &Desired,
+        st: &State,
+        mut file: Option<&mut StateFile>,
+        now: u64,
+        number: u64,
+    ) -> Result<Applied, CycleError> {
+        let mut applied = Applied::default();
+        let dry_run = match mode {
+            Mode::PlanOnly => return Ok(applied),
+            Mode::DryRun => true,
+            Mode::Apply => false,
+        };
+        if self.cancel.is_cancelled() {
+            applied.outcome.results = vec![ActionResult::Deferred; the_plan.actions.len()];
+            return Ok(applied);
+        }
+        let mut max_changes = self.settings.sync.max_changes_per_cycle.get();
+        let root_id = match (&tree.root_id, the_plan.actions.is_empty(), dry_run) {
+            (Some(id), _, _) => id.clone(),
+            (None, true, _) | (None, _, true) => String::new(),
+            (None, false, false) => {
+                // The root group is a write too.
+                max_changes -= 1;
+                applied.root_created = true;
+                self.create_root(number).await?
+            }
+        };
+        let writer = ProxmoxNotesWriter {
+            clients: &self.clients.proxmox,
+            keyring: self.config.keyring.as_ref(),
+        };
+        let cx = ApplyContext {
+            guacamole: &self.clients.guacamole,
+            notes: &writer,
+            root_id,
+            groups: tree
+                .groups
+                .iter()
+                .map(|(p, g)| (p.clone(), g.id.clone()))
+                .collect(),
+            dry_run,
+            cycle: number,
+        };
+        let base = st.clone();
+        let cancel = self.cancel.clone();
+        let mut save_error = None;
+        // Record what each stage did at once: ownership of a created
+        // connection must survive a crash right after the stage.
+        let mut after_stage = |results: &[Option<ActionResult>]| -> bool {
+            if let Some(file) = file.as_deref_mut() {
+                let so_far = Outcome {
+                    results: results
+                        .iter()
+                        .map(|r| r.clone().unwrap_or(ActionResult::Deferred))
+                        .collect(),
+                };
+                let mut partial = base.clone();
+                record(the_plan, &so_far, want, &mut partial, now);
+                if let Err(e) = file.save(&partial) {
+                    warn!(error = %e, "cannot record the stage's writes; the rest of the plan waits");
+                    save_error = Some(e);
+                    return false;
+                }
+            }
+            !cancel.is_cancelled()
+        };
+        let budget = Budget { max_changes };
+        applied.outcome = apply(the_plan, budget, cx, &mut after_stage).await;
+        applied.save_error = save_error;
+        Ok(applied)
     }
 
     async fn observe_clusters(
         &self,
         cache: &BTreeMap<String, CachedAddress>,
+        resting: &BTreeSet<String>,
     ) -> Vec<ClusterObservation> {
         let no_sources: Vec<Box<dyn AddressSource>> = Vec::new();
         let sources: Vec<ClusterSource<'_>> = self
@@ -264,40 +434,59 @@ impl Engine {
             .map(|(name, client)| ClusterSource {
                 name,
                 client: client.clone(),
-                sources: self.sources.get(name).unwrap_or(&no_sources),
+                sources: self.config.sources.get(name).unwrap_or(&no_sources),
                 allowed: &self.settings.sync.allowed_networks,
                 now: unix_now(),
             })
             .collect();
         let selector = &self.settings.sync.selector;
-        join_all(sources.iter().map(|c| observe_cluster(c, selector, cache))).await
+        join_all(sources.iter().map(|c| async move {
+            if resting.contains(c.name) {
+                return resting_cluster(c.name);
+            }
+            observe_cluster(c, selector, cache).await
+        }))
+        .await
     }
 
-    /// Whether the Guacamole account is an administrator, asked once per
-    /// process. Anything else (or an error) means "not sure": empty groups
-    /// are then left in place rather than deleted recursively.
+    /// Whether the Guacamole account is an administrator. Asked until an
+    /// answer comes, then kept for the client's life. Until then (or on an
+    /// error) "not sure": empty groups are left in place rather than
+    /// deleted recursively.
     async fn account_sees_everything(&self) -> bool {
-        *self
+        let answer = self
             .admin
-            .get_or_init(|| async {
-                match self.clients.guacamole.effective_permissions().await {
-                    Ok(p) => p.is_admin(),
-                    Err(e) => {
-                        warn!(error = %e, "cannot read the Guacamole account's permissions; empty groups are kept");
-                        false
-                    }
-                }
+            .get_or_try_init(|| async {
+                self.clients
+                    .guacamole
+                    .effective_permissions()
+                    .await
+                    .map(|p| p.is_admin())
             })
-            .await
+            .await;
+        match answer {
+            Ok(admin) => *admin,
+            Err(e) => {
+                warn!(error = %e, "cannot read the Guacamole account's permissions; empty groups are kept this cycle");
+                false
+            }
+        }
     }
 
-    async fn create_root(&self) -> Result<String, CycleError> {
+    async fn create_root(&self, cycle: u64) -> Result<String, CycleError> {
         let name = &self.settings.guacamole.root_group;
         let spec = GroupSpec::organizational(name.clone(), ROOT_GROUP);
         let id = self.clients.guacamole.create_group(&spec).await?;
-        info!(target: "pve_guac_sync::audit", action = "create_group", group = %name,
-            guacamole_id = %id, reason = "managed root group missing", result = "done",
-            "create managed root group \"{name}\"");
+        audit(&AuditEvent {
+            action: "create_group",
+            result: "done",
+            cycle,
+            guacamole_id: Some(&id),
+            group: Some(name.clone()),
+            reason: "managed root group missing",
+            message: format!("create managed root group \"{name}\""),
+            ..AuditEvent::default()
+        });
         Ok(id)
     }
 
@@ -309,26 +498,25 @@ impl Engine {
     }
 }
 
-/// Read-only pieces for commands that look at one guest (`explain`).
-impl Engine {
-    pub(crate) fn keyring(&self) -> Option<&Keyring> {
-        self.keyring.as_ref()
-    }
+/// What applying a plan did.
+#[derive(Default)]
+struct Applied {
+    outcome: Outcome,
+    root_created: bool,
+    /// A stage's writes could not be recorded (the cycle then fails).
+    save_error: Option<StateError>,
+}
 
-    pub(crate) fn policy(&self) -> &NotesPolicy {
-        &self.policy
-    }
-
-    pub(crate) fn hostname(&self) -> &str {
-        &self.hostname
-    }
-
-    pub(crate) fn address_sources(&self, cluster: &str) -> &[Box<dyn AddressSource>] {
-        self.sources.get(cluster).map_or(&[], Vec::as_slice)
-    }
-
-    pub(crate) fn load_state(&self) -> Result<crate::state::State, StateError> {
-        self.store.load()
+/// A cluster skipped this cycle: observed as incomplete, so its guests keep
+/// their connections and nothing of it is deleted.
+fn resting_cluster(name: &str) -> ClusterObservation {
+    ClusterObservation {
+        name: name.to_owned(),
+        complete: false,
+        guests: Vec::new(),
+        errors: vec![format!(
+            "cluster {name} not contacted this cycle (backing off after failures)"
+        )],
     }
 }
 
@@ -350,22 +538,6 @@ fn remember_addresses(
                 },
             );
         }
-    }
-}
-
-pub fn notes_policy(settings: &Settings) -> NotesPolicy {
-    let mut extra = ExtraAllowed::new();
-    for (protocol, names) in &settings.sync.extra_allowed_parameters {
-        if let Some(p) = crate::notes::Protocol::parse(protocol) {
-            extra.entry(p).or_default().extend(names.iter().cloned());
-        }
-    }
-    NotesPolicy {
-        default_template: Some(settings.sync.name_template.clone()),
-        allowed_networks: settings.sync.allowed_networks.clone(),
-        allow_dns_names: settings.sync.allow_dns_names,
-        extra_allowed_settings: extra,
-        ..NotesPolicy::default()
     }
 }
 

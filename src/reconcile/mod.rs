@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod clients;
 pub mod cycle;
+pub mod cycle_config;
 pub mod desire;
 pub mod external;
 pub mod model;

@@ -127,6 +127,49 @@ impl Action {
             _ => None,
         }
     }
+
+    /// The guest the action is for (none for group actions and for
+    /// unattributed objects).
+    pub fn guest(&self) -> Option<&GuestKey> {
+        match self {
+            Action::RewriteNotes { rewrite } => Some(&rewrite.guest),
+            other => other.identity().map(|i| &i.guest),
+        }
+    }
+
+    /// The managed group it creates, deletes, writes into or deletes from.
+    pub fn group(&self) -> Option<&GroupPath> {
+        match self {
+            Action::CreateGroup { path } | Action::DeleteGroup { path, .. } => Some(path),
+            Action::Create { connection, .. } | Action::Update { connection, .. } => {
+                Some(&connection.group)
+            }
+            Action::Delete { group, .. } => Some(group),
+            Action::RewriteNotes { .. } => None,
+        }
+    }
+
+    /// The Guacamole identifier of the object it changes, when it exists
+    /// already (a create learns its identifier only when applied).
+    pub fn guacamole_id(&self) -> Option<&str> {
+        match self {
+            Action::Update { id, .. }
+            | Action::Delete { id, .. }
+            | Action::DeleteGroup { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The connection name it creates, updates to, or deletes.
+    pub fn connection_name(&self) -> Option<&str> {
+        match self {
+            Action::Create { connection, .. } | Action::Update { connection, .. } => {
+                Some(&connection.name)
+            }
+            Action::Delete { name, .. } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// One difference that makes an update, named without values.

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod lock;
+
+pub use lock::{Holder, StateLock, holder};
+
 const STATE_FILE: &str = "state.json";
 const FORMAT_VERSION: u32 = 1;
 
@@ -88,6 +92,18 @@ pub enum StateError {
     },
     #[error("state file {path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("state directory {} is in use by {}; only one pve-guac-sync may own it at a time (stop the service, or wait for the other command)", path.display(), describe_holder(holder.as_ref()))]
+    Locked {
+        path: PathBuf,
+        holder: Option<Holder>,
+    },
+}
+
+fn describe_holder(holder: Option<&Holder>) -> String {
+    match holder {
+        Some(h) => format!("pid {} ({})", h.pid, h.role),
+        None => "another process".to_owned(),
+    }
 }
 
 impl StateError {
@@ -95,6 +111,7 @@ impl StateError {
         match self {
             StateError::Io { .. } => "state_io",
             StateError::Corrupt { .. } => "state_corrupt",
+            StateError::Locked { .. } => "state_locked",
         }
     }
 }
@@ -170,6 +187,44 @@ impl StateStore {
     }
 }
 
+/// The state of one directory, owned: the lock, the store and what was last
+/// written (so an unchanged state is not written again).
+#[derive(Debug)]
+pub struct StateFile {
+    store: StateStore,
+    saved: Option<State>,
+    _lock: StateLock,
+}
+
+impl StateFile {
+    /// Locks the directory and loads its state (fresh when there is none).
+    pub fn open(dir: &Path, role: &str) -> Result<(StateFile, State), StateError> {
+        let lock = StateLock::acquire(dir, role)?;
+        let store = StateStore::new(dir);
+        let state = store.load()?;
+        let file = StateFile {
+            store,
+            saved: Some(state.clone()),
+            _lock: lock,
+        };
+        Ok((file, state))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// Writes `state` unless it equals what was last written.
+    pub fn save(&mut self, state: &State) -> Result<(), StateError> {
+        if self.saved.as_ref() == Some(state) {
+            return Ok(());
+        }
+        self.store.save(state)?;
+        self.saved = Some(state.clone());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +258,25 @@ mod tests {
         fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
         let err = store.load().unwrap_err();
         assert_eq!(err.label(), "state_corrupt");
+    }
+
+    #[test]
+    fn a_state_file_writes_only_changes_and_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let (mut file, mut st) = StateFile::open(&path, "once").unwrap();
+        assert_eq!(
+            StateFile::open(&path, "run").unwrap_err().label(),
+            "state_locked"
+        );
+        // Unchanged fresh state: nothing written yet.
+        file.save(&st).unwrap();
+        assert!(!path.join(STATE_FILE).exists());
+        st.absent_since.insert("lab/100".into(), 5);
+        file.save(&st).unwrap();
+        assert_eq!(StateStore::new(&path).load().unwrap(), st);
+        drop(file);
+        let (_again, loaded) = StateFile::open(&path, "run").unwrap();
+        assert_eq!(loaded, st);
     }
 }
