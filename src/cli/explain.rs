@@ -248,7 +248,7 @@ fn first_list(filter: &Filter, f: &Facts<'_>, want_match: bool) -> Option<&'stat
         (
             "nodes",
             filter.nodes.is_empty(),
-            filter.nodes.iter().any(|n| *n == g.node),
+            filter.nodes.contains(&g.node),
         ),
         (
             "pools",

@@ -1,6 +1,6 @@
 //! Validation of the `external:` section (see `config::external`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::super::external::{ExternalHost, RawExternal, RawExternalSettings};
@@ -236,10 +236,7 @@ fn extra_allowed(sync: &SyncSettings) -> ExtraAllowed {
     let mut extra = ExtraAllowed::new();
     for (protocol, names) in &sync.extra_allowed_parameters {
         if let Some(p) = Protocol::parse(protocol) {
-            extra
-                .entry(p)
-                .or_insert_with(BTreeSet::new)
-                .extend(names.iter().cloned());
+            extra.entry(p).or_default().extend(names.iter().cloned());
         }
     }
     extra
