@@ -24,6 +24,7 @@ pub(crate) struct RawConfig {
     pub health: Option<At<super::health::RawHealth>>,
     pub access: Option<At<super::access::RawAccess>>,
     pub discovery: Option<At<super::discovery::RawDiscovery>>,
+    pub external: Option<At<Vec<At<super::external::RawExternal>>>>,
 }
 
 #[derive(Debug, Deserialize)]

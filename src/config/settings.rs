@@ -30,6 +30,8 @@ pub struct Settings {
     /// `access:`: who may use the synced connections.
     pub access: super::access::AccessSettings,
     pub discovery: super::discovery::DiscoverySettings,
+    /// Hosts that are not Proxmox guests (`external:`).
+    pub external: Vec<super::ExternalHost>,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }

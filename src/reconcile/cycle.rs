@@ -345,7 +345,7 @@ impl Engine {
         })
     }
 
-    fn desire(&self, observed: &[ClusterObservation]) -> Desired {
+    pub(crate) fn desire(&self, observed: &[ClusterObservation]) -> Desired {
         let cluster_names: Vec<String> = self
             .settings
             .proxmox
@@ -353,7 +353,7 @@ impl Engine {
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        desire(
+        let mut want = desire(
             observed,
             &DesireSettings {
                 policy: &self.config.policy,
@@ -365,7 +365,19 @@ impl Engine {
                 clusters: &cluster_names,
                 wol: &self.settings.discovery.wol,
             },
-        )
+        );
+        super::external::add_external(
+            &mut want,
+            &self.settings.external,
+            &self.settings.sync.name_template,
+            &self.config.hostname,
+        );
+        want
+    }
+
+    /// Keys, notes policy, address sources and host name (`explain`).
+    pub(crate) fn cycle_config(&self) -> &CycleConfig {
+        &self.config
     }
 
     /// The managed tree, with the parameters the plan must compare; forgets

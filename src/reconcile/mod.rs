@@ -7,6 +7,7 @@ pub mod cycle_config;
 pub mod desire;
 pub mod grants;
 pub mod discovery_step;
+pub mod external;
 pub mod model;
 pub mod notes_write;
 pub mod observe;

@@ -81,7 +81,7 @@ pub async fn observe_cluster(
     }
 }
 
-async fn observe_guest(
+pub(crate) async fn observe_guest(
     cluster: &ClusterSource<'_>,
     r: &ClusterResource,
     selector: &Selector,

@@ -633,6 +633,8 @@ fn judge_undesired(
     // in `include` must not wipe connections at once): grace and prune apply.
     let what = if excluded {
         "guest no longer selected (template, include or exclude)"
+    } else if guest.is_external() {
+        "external host removed from the configuration"
     } else {
         "guest vanished from the cluster"
     };

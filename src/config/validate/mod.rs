@@ -4,6 +4,7 @@
 
 mod health;
 mod discovery;
+mod external;
 mod servers;
 mod sync;
 
@@ -75,6 +76,7 @@ impl<'a> Validator<'a> {
         let names: Vec<String> = proxmox.clusters.iter().map(|c| c.name.clone()).collect();
         let access = self.access(raw.access.as_ref(), &names);
         let discovery = self.discovery(raw.discovery.as_ref(), &sync);
+        let external = self.external(raw.external.as_ref(), &sync, &proxmox);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -86,6 +88,7 @@ impl<'a> Validator<'a> {
             health,
             access,
             discovery,
+            external,
             warnings: Vec::new(),
         }
     }
