@@ -302,3 +302,57 @@ async fn in_the_service_power_ups_run_beside_the_loop_and_shutdown_restores_them
     assert_eq!(power_posts(&lab, 341), ["start", "shutdown"]);
     assert!(!journal(&setup).contains("\"vmid\""), "{}", journal(&setup));
 }
+
+/// Found by the fault soak: in the service, a restore whose `shutdown`
+/// failed (here: the connection reset twice, past the retries) left the
+/// guest running until the next start of the service. A later cycle must
+/// retry it while the service keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_service_a_failed_restore_is_retried_by_a_later_cycle() {
+    use pve_guac_sync::daemon::{Control, Daemon};
+    let lab = lab(only(vec![sleeper(350, "pve1")])).await;
+    lab.faults("lab").add(
+        FaultRule::reset()
+            .path_contains("/status/shutdown")
+            .times(2),
+    );
+    let text = power_sync("").replace(
+        "  grouping: none",
+        "  interval: 200ms\n  jitter: 0\n  grouping: none",
+    );
+    let setup = config(&lab, &text);
+    let notifier = pve_guac_sync::systemd::Notifier::disabled();
+    let daemon = Daemon::start(&setup.config, notifier).expect("daemon starts");
+    let (control, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(daemon.run(rx));
+
+    let pve = lab.proxmox("lab");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shutdowns = lab
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/qemu/350/status/shutdown"))
+            .count();
+        let restored =
+            pve.guest(350).unwrap().status == "stopped" && !journal(&setup).contains("\"vmid\"");
+        if shutdowns >= 3 && restored {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after {shutdowns} shutdown requests; journal {}",
+            pve.guest(350).unwrap().status,
+            journal(&setup)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Restored while the service runs, not by the shutdown below.
+    control.send(Control::Shutdown).unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(pve.power_counters().start, 1);
+}

@@ -563,6 +563,7 @@ impl Engine {
     /// Power-ups as tasks beside the loop: each one's result waits in a
     /// queue that the next cycle takes in (address cache, cooldown).
     async fn spawn_power_ups(&self, observed: &[ClusterObservation], st: &State, now: u64) {
+        self.spawn_restore_retries();
         for request in self.power_requests(observed, st, now).await {
             let power = self.power.clone();
             let queue = self.power_results.clone();
@@ -571,6 +572,18 @@ impl Engine {
                 let result = power.power_up(request, &cancel).await;
                 queue.lock().expect("power results").push(result);
             });
+        }
+    }
+
+    /// Guests whose restore failed beside the loop are put back by a new
+    /// attempt each cycle, not left running until the next start.
+    fn spawn_restore_retries(&self) {
+        for entry in self.power.leftovers() {
+            let Some(client) = self.clients.proxmox.get(&entry.cluster).cloned() else {
+                continue;
+            };
+            let power = self.power.clone();
+            tokio::spawn(async move { power.retry_restore(&client, &entry.key()).await });
         }
     }
 

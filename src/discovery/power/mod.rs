@@ -259,6 +259,40 @@ impl PowerUps {
         Ok(Some(restored))
     }
 
+    /// Journal entries no power-up is working on: guests whose restore
+    /// failed (a lost connection, a server error) and are still up. In
+    /// `run` they would otherwise stay running until the next start.
+    /// The journal is read before the in-flight set: a power-up enters the
+    /// in-flight set before its journal entry, so a fresh one is never taken
+    /// for a leftover.
+    pub fn leftovers(&self) -> Vec<JournalEntry> {
+        let Ok(entries) = self.journal.entries() else {
+            return Vec::new();
+        };
+        let busy = self.in_flight();
+        entries
+            .into_iter()
+            .filter(|e| !busy.contains(&e.key()))
+            .collect()
+    }
+
+    /// Retries the restore of one leftover entry, claiming it in the
+    /// in-flight set so no power-up or second retry runs beside it.
+    pub async fn retry_restore(&self, client: &ProxmoxClient, key: &str) {
+        if !self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(key.to_owned())
+        {
+            return;
+        }
+        if let Err(e) = self.restore_key(client, key).await {
+            warn!(guest = %key, error = %e, "power-up: restore failed again; kept in the journal");
+        }
+        self.in_flight.lock().expect("in-flight lock").remove(key);
+    }
+
     /// Restores every guest in the journal (at start after a crash, on
     /// shutdown, at the end of `once`). Entries that fail stay for the next try.
     pub async fn restore_all(
