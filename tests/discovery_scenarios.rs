@@ -10,7 +10,7 @@ use common::*;
 use pve_guac_lab::proxmox::{
     AgentState, ClusterSeed, GuestSeed, IfaceSeed, LxcInterfacesShape, SeedStatus,
 };
-use pve_guac_lab::{Lab, LabSeed, RecordedRequest, RequestMark};
+use pve_guac_lab::{FaultRule, Lab, LabSeed, RecordedRequest, RequestMark};
 
 const NOTES: &str = "user:\"admin\" pass:\"pw\" protos:\"ssh\";";
 
@@ -136,6 +136,45 @@ async fn an_agent_that_is_not_running_is_asked_only_as_the_backoff_allows() {
     assert_eq!(
         hostname(&lab, "admin@late-ssh").as_deref(),
         Some("192.0.2.12")
+    );
+}
+
+/// Found by the fault soak: a server error or a pause on the address
+/// request says nothing about the guest, so it must not start the backoff
+/// (a new guest waited a minute for its connection after one `503`).
+#[tokio::test]
+async fn a_server_that_fails_to_answer_starts_no_backoff() {
+    let lab = lab(only(vec![vm(
+        103,
+        "fresh",
+        "BC:24:11:00:01:03",
+        "192.0.2.13/24",
+    )]))
+    .await;
+    lab.faults("lab").add(
+        FaultRule::error(503)
+            .path_contains("/agent/network-get-interfaces")
+            .times(2),
+    );
+    let setup = config(&lab, &sync("  backoff: {initial: 1h, max: 1h}"));
+    let engine = engine(&setup);
+    let first = cycle(&engine).await;
+    assert_eq!(hostname(&lab, "admin@fresh-ssh"), None);
+    assert!(
+        first
+            .problems
+            .iter()
+            .any(|p| p.contains("503") || p.contains("Injected")),
+        "{:#?}",
+        first.problems
+    );
+    // Next cycle, no clock advance: asked again and found.
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert_eq!(address_calls(&proxmox(&lab, mark)), 1);
+    assert_eq!(
+        hostname(&lab, "admin@fresh-ssh").as_deref(),
+        Some("192.0.2.13")
     );
 }
 

@@ -335,7 +335,9 @@ fn address(guest: &GuestObservation) -> Value {
         AddressEvidence::Found { address, source } => {
             json!({"address": address.to_string(), "source": source})
         }
-        AddressEvidence::Unknown { reason } => json!({"address": null, "why": reason}),
+        AddressEvidence::Unknown { reason } | AddressEvidence::Unanswered { reason } => {
+            json!({"address": null, "why": reason})
+        }
     }
 }
 

@@ -53,13 +53,32 @@ pub enum AddressEvidence {
     },
     /// The source has nothing to say (not applicable, not running, no match).
     Unknown { reason: String },
+    /// The server did not answer about the guest (transport failure, server
+    /// error, a pause it asked for): nothing was learnt, so no backoff.
+    Unanswered { reason: String },
 }
 
 impl AddressEvidence {
     pub fn address(&self) -> Option<Ipv4Addr> {
         match self {
             AddressEvidence::Found { address, .. } => Some(*address),
-            AddressEvidence::Unknown { .. } => None,
+            AddressEvidence::Unknown { .. } | AddressEvidence::Unanswered { .. } => None,
+        }
+    }
+
+    /// Why no address is known; `None` when one was found.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            AddressEvidence::Found { .. } => None,
+            AddressEvidence::Unknown { reason } | AddressEvidence::Unanswered { reason } => {
+                Some(reason)
+            }
+        }
+    }
+
+    pub fn unanswered(reason: impl Into<String>) -> Self {
+        AddressEvidence::Unanswered {
+            reason: reason.into(),
         }
     }
 
@@ -105,16 +124,20 @@ pub async fn resolve_first(
     guest: &GuestFacts,
 ) -> AddressEvidence {
     let mut reasons = Vec::new();
+    let mut unanswered = false;
     for source in sources {
-        match source.resolve(guest).await {
-            found @ AddressEvidence::Found { .. } => return found,
-            AddressEvidence::Unknown { reason } => {
-                reasons.push(format!("{}: {reason}", source.name()))
-            }
+        let evidence = source.resolve(guest).await;
+        unanswered |= matches!(evidence, AddressEvidence::Unanswered { .. });
+        match evidence.reason() {
+            None => return evidence,
+            Some(reason) => reasons.push(format!("{}: {reason}", source.name())),
         }
     }
     if reasons.is_empty() {
         AddressEvidence::unknown("no address source configured")
+    } else if unanswered {
+        // A source that could have known did not answer: inconclusive.
+        AddressEvidence::unanswered(reasons.join("; "))
     } else {
         AddressEvidence::unknown(reasons.join("; "))
     }

@@ -86,6 +86,19 @@ fn describe(e: &ProxmoxError) -> String {
     format!("{} ({})", e, e.label())
 }
 
+/// A failed request: a guest fact (agent not running, …) is evidence; a
+/// transport failure, server error or pause says nothing about the guest.
+fn failed(e: &ProxmoxError) -> AddressEvidence {
+    match e {
+        ProxmoxError::Http { .. }
+        | ProxmoxError::Server { .. }
+        | ProxmoxError::NodeOffline { .. }
+        | ProxmoxError::NoQuorum
+        | ProxmoxError::Decode { .. } => AddressEvidence::unanswered(describe(e)),
+        _ => AddressEvidence::unknown(describe(e)),
+    }
+}
+
 /// VMs: `agent/network-get-interfaces`. Skipped without a request when the
 /// config has no agent (Proxmox would answer "not configured") or `agent: 0`.
 struct Agent {
@@ -118,7 +131,7 @@ impl Agent {
                 AGENT,
                 "no usable IPv4 address on the guest's interfaces",
             ),
-            Err(e) => AddressEvidence::unknown(describe(&e)),
+            Err(e) => failed(&e),
         }
     }
 }
@@ -153,7 +166,7 @@ impl Container {
                 "no usable IPv4 address on the container's interfaces",
             ),
             Ok(None) => AddressEvidence::unknown("container not running"),
-            Err(e) => AddressEvidence::unknown(describe(&e)),
+            Err(e) => failed(&e),
         }
     }
 }

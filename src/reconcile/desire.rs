@@ -216,7 +216,7 @@ fn desire_guest(
         want.held
             .entry(guest.key.clone())
             .or_insert(HoldReason::AddressUnknown);
-        if let AddressEvidence::Unknown { reason } = &guest.address {
+        if let Some(reason) = guest.address.reason() {
             want.problems
                 .push(problem(guest, format!("address unknown ({reason})")));
         }

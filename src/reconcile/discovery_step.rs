@@ -232,7 +232,10 @@ pub fn remember_schedule(
                 uptime: g.uptime,
                 mac,
             };
-            let asked = (g.discovery == DiscoveryStep::Asked).then(|| g.address.is_live());
+            // An unanswered ask neither counts as a failure nor resets one.
+            let asked = (g.discovery == DiscoveryStep::Asked
+                && !matches!(g.address, AddressEvidence::Unanswered { .. }))
+            .then(|| g.address.is_live());
             let next = schedule::update(records.get(&key), seen, asked, now, backoff);
             records.insert(key, next);
         }

@@ -183,10 +183,12 @@ async fn discover(
             guest.discovery = DiscoveryStep::Waiting;
             guest.address = match sources::cached(cluster.shared, facts) {
                 found @ AddressEvidence::Found { .. } => found,
-                AddressEvidence::Unknown { reason } => AddressEvidence::unknown(format!(
-                    "asked again in {} s after failures ({reason})",
-                    until.saturating_sub(cluster.now)
-                )),
+                AddressEvidence::Unknown { reason } | AddressEvidence::Unanswered { reason } => {
+                    AddressEvidence::unknown(format!(
+                        "asked again in {} s after failures ({reason})",
+                        until.saturating_sub(cluster.now)
+                    ))
+                }
             };
         }
         Decision::Ask(why) => {
