@@ -177,7 +177,7 @@ fn lab_seed(guests: &BTreeMap<u32, Guest>) -> LabSeed {
 
 fn sync_yaml() -> String {
     format!(
-        "  interval: 1h\n  jitter: 0\n  grouping: none\n  auto_encrypt: true\n  max_changes_per_cycle: 500\n  prune: {{enabled: true, grace: 0s}}\ndiscovery:\n  power_up: {{enabled: true, tag: {TAG}, wait: 3s, shutdown_timeout: 10s}}"
+        "  interval: 1h\n  jitter: 0\n  grouping: none\n  auto_encrypt: true\n  max_changes_per_cycle: 500\n  verify_interval: 1h\n  prune: {{enabled: true, grace: 0s}}\ndiscovery:\n  power_up: {{enabled: true, tag: {TAG}, wait: 3s, shutdown_timeout: 10s}}"
     )
 }
 
@@ -441,6 +441,12 @@ impl Soak {
             return;
         }
         let c = &conns[self.rng.random_range(0..conns.len())];
+        if self.rng.random_bool(0.3) {
+            // Renamed by hand: put back next cycle (checked at the end by
+            // name, all along by identifier).
+            g.rename_connection(&c.identifier, &format!("{}-by-hand", c.name));
+            return;
+        }
         let value = format!("192.0.2.{}", 200 + self.rng.random_range(0..50));
         g.set_parameter(&c.identifier, "hostname", Some(&value));
         self.hand_edited.insert(c.identifier.clone(), value);
@@ -776,6 +782,21 @@ async fn the_service_loop_survives_random_faults_and_converges() {
     soak.offline.clear();
     let mut calm = 0;
     let mut converged = false;
+    // A reload shortens `verify_interval`: the next cycles verify every
+    // parameter, so hand edits made during the run come to light.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("verify_interval: 1h", "verify_interval: 1s"),
+    )
+    .unwrap();
+    run.control.send(Control::Reload).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        run.status.borrow().reload_problems.is_empty(),
+        "{:?}",
+        run.status.borrow().reload_problems
+    );
     // Power-ups run beside the loop: give them time between calm cycles.
     for _ in 0..30 {
         let record = one_cycle(&mut run).await;
