@@ -19,9 +19,11 @@ async fn run(setup: &Setup, args: &[&str]) -> Output {
         .arg(&setup.config)
         .args(args)
         .env("PVE_GUAC_SYNC_LOG", "info");
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
         .await
-        .unwrap()
+        .unwrap();
+    assert_output_clean(&args.join(" "), &out);
+    out
 }
 
 fn json(out: &Output) -> Value {

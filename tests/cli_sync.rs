@@ -14,9 +14,11 @@ const SYNC: &str = "  grouping: node\n  auto_encrypt: true\n  prune: {enabled: t
 async fn run(setup: &Setup, args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pve-guac-sync"));
     cmd.arg("--config").arg(&setup.config).args(args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
         .await
-        .unwrap()
+        .unwrap();
+    assert_output_clean(&args.join(" "), &out);
+    out
 }
 
 fn json(out: &Output) -> Value {

@@ -32,9 +32,11 @@ async fn run(setup: &Setup, args: &[&str]) -> Output {
     cmd.arg("--config").arg(&setup.config).args(args);
     // The most verbose logs, so "nowhere in the logs" means something.
     cmd.env("PVE_GUAC_SYNC_LOG", "debug");
-    tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("binary runs"))
         .await
-        .unwrap()
+        .unwrap();
+    assert_output_clean(&args.join(" "), &out);
+    out
 }
 
 /// `notes add … --password-stdin` with the password written to its stdin

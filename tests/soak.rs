@@ -29,6 +29,8 @@ const ROOT: &str = "pve-guac-sync";
 const TAG: &str = "guac-power-up";
 const OUTSIDE_GROUP: &str = "Servers";
 const NODES: [&str; 3] = ["pve1", "pve2", "pve3"];
+/// The Guacamole admin's password in this run (a secret the logs must not show).
+const GUAC_PASSWORD: &str = "Soak-Guac-Adm1n!";
 
 /// Fault kinds, in the order the summary prints them.
 const FAULTS: [&str; 11] = [
@@ -195,7 +197,12 @@ fn soak_config(lab: &Lab) -> Setup {
             "  retry: {max_attempts: 2, base_delay: 10ms, max_delay: 200ms}\nsync:",
             "  retry: {max_attempts: 2, base_delay: 10ms, max_delay: 200ms}\n  timeouts: {connect: 1s, request: 1s}\nsync:",
         );
+    let text = text.replace(
+        "  password: guacadmin\n",
+        &format!("  password: \"{GUAC_PASSWORD}\"\n"),
+    );
     assert!(text.contains("request: 1s}\nsync:"), "{text}");
+    assert!(text.contains(GUAC_PASSWORD));
     std::fs::write(&setup.config, text).unwrap();
     setup
 }
@@ -707,6 +714,31 @@ async fn one_cycle(run: &mut Running) -> std::sync::Arc<pve_guac_sync::daemon::C
     s.last.clone().expect("a record")
 }
 
+/// Captures the daemon's logs at debug level, for the secret scan.
+fn capture_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || LogSink(sink.clone()))
+        .try_init()
+        .expect("the soak owns the log subscriber");
+    buffer
+}
+
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn asked_for_a_pause(record: &pve_guac_sync::daemon::CycleRecord) -> bool {
     let pause = |t: &str| t.contains("asked for a pause");
     record.error.as_ref().is_some_and(|(_, e)| pause(e))
@@ -730,7 +762,13 @@ async fn the_service_loop_survives_random_faults_and_converges() {
     println!("soak: seed {seed}, {cycles} cycles (replay: SOAK_SEED={seed} SOAK_CYCLES={cycles})");
     eprintln!("soak: seed {seed}, {cycles} cycles");
 
+    let logs = capture_logs();
     let mut soak = Soak::start(seed).await;
+    assert!(
+        soak.lab
+            .guacamole()
+            .set_password("guacadmin", GUAC_PASSWORD)
+    );
     let setup = soak_config(&soak.lab);
     soak.state_file = setup.dir.path().join("state/state.json");
     soak.outside = outside_connections(&soak.lab);
@@ -748,11 +786,19 @@ async fn the_service_loop_survives_random_faults_and_converges() {
     let started = std::time::Instant::now();
     let mut outcomes = BTreeMap::<&'static str, u64>::new();
     let mut pauses = 0;
+    // Cycle errors, problems and status lines, for the secret scan.
+    let mut seen = String::new();
     for cycle in 1..=cycles {
         soak.inject_faults();
         soak.change_world();
         let record = one_cycle(&mut run).await;
         *outcomes.entry(record.outcome).or_default() += 1;
+        seen.push_str(&format!(
+            "{:?} {:?} {}\n",
+            record.error,
+            record.report.as_ref().map(|r| &r.problems),
+            pve_guac_sync::daemon::status::status_line(&run.status.borrow())
+        ));
         if std::env::var_os("SOAK_DEBUG").is_some() {
             let problems = record.report.as_ref().map(|r| r.problems.clone());
             eprintln!(
@@ -844,6 +890,17 @@ async fn the_service_loop_survives_random_faults_and_converges() {
         );
     }
 
+    // Secret hygiene: every log line (debug level), cycle error, problem
+    // and status line of the run.
+    let mut canary = SecretCanary::default().with(GUAC_PASSWORD);
+    for guest in soak.guests.values() {
+        canary = canary.with(guest.password.clone());
+    }
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned() + &seen;
+    assert!(text.contains("DEBUG"), "the log capture works");
+    canary.assert_clean("soak daemon log", &text);
+    let scanned = text.lines().count();
+
     println!(
         "\nsoak summary (seed {seed}, {:.1} s)",
         started.elapsed().as_secs_f64()
@@ -858,6 +915,7 @@ async fn the_service_loop_survives_random_faults_and_converges() {
         println!("| fault `{kind}` | {n} |");
     }
     println!("| waits for a server-asked pause | {pauses} |");
+    println!("| log lines and problems scanned for secrets (0 hits) | {scanned} |");
     println!("| guests at the end | {} |", soak.guests.len());
     println!("| violations | {} |", soak.violations.len());
     assert!(

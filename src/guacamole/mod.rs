@@ -6,6 +6,8 @@
 
 mod client;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod patch;
 mod permissions;
 mod types;

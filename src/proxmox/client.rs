@@ -18,7 +18,7 @@ use super::types::{
     ClusterResource, ClusterStatus, ClusterStatusEntry, GuestConfig, GuestInterface, GuestKind,
     GuestStatus, NodeInfo, TaskStatus, Version,
 };
-use crate::http::{Http, HttpConfig, HttpError, HttpRequest, RetryScope};
+use crate::http::{Http, HttpConfig, HttpError, HttpRequest, HttpResponse, RetryScope};
 use crate::secret::Secret;
 
 /// Settings of one cluster's client.
@@ -283,17 +283,7 @@ impl ProxmoxClient {
                             call.node,
                         ));
                     }
-                    let envelope: Value = resp.json().map_err(|e| ProxmoxError::Decode {
-                        endpoint: call.endpoint,
-                        reason: format!("invalid JSON: {e}"),
-                    })?;
-                    return match envelope {
-                        Value::Object(mut map) => Ok(map.remove("data").unwrap_or(Value::Null)),
-                        _ => Err(ProxmoxError::Decode {
-                            endpoint: call.endpoint,
-                            reason: "the answer is not a JSON object".into(),
-                        }),
-                    };
+                    return envelope_data(&resp, call.endpoint);
                 }
                 Err(err) => {
                     let may_fail_over =
@@ -375,20 +365,7 @@ impl ProxmoxClient {
         let ep = "GET /cluster/resources";
         let mut call = Call::get(vec!["cluster", "resources"], ep);
         call.query.push(("type", "vm".into()));
-        let data = self.call(call).await?;
-        let list = data.as_array().ok_or_else(|| ProxmoxError::Decode {
-            endpoint: ep,
-            reason: "expected an array".into(),
-        })?;
-        list.iter()
-            .filter(|entry| {
-                matches!(
-                    entry.get("type").and_then(Value::as_str),
-                    Some("qemu") | Some("lxc")
-                )
-            })
-            .map(|entry| Self::decode(entry.clone(), ep))
-            .collect()
+        decode_resources(self.call(call).await?, ep)
     }
 
     /// `GET /nodes`.
@@ -832,4 +809,42 @@ mod tests {
         );
         assert!(!format!("{req:?}").contains("0000"));
     }
+}
+
+/// The `data` of a successful answer's `{"data": …}` envelope.
+pub(super) fn envelope_data(
+    resp: &HttpResponse,
+    endpoint: &'static str,
+) -> Result<Value, ProxmoxError> {
+    let envelope: Value = resp.json().map_err(|e| ProxmoxError::Decode {
+        endpoint,
+        reason: format!("invalid JSON: {e}"),
+    })?;
+    match envelope {
+        Value::Object(mut map) => Ok(map.remove("data").unwrap_or(Value::Null)),
+        _ => Err(ProxmoxError::Decode {
+            endpoint,
+            reason: "the answer is not a JSON object".into(),
+        }),
+    }
+}
+
+/// Guests of a `/cluster/resources?type=vm` answer (other types skipped).
+pub(super) fn decode_resources(
+    data: Value,
+    ep: &'static str,
+) -> Result<Vec<ClusterResource>, ProxmoxError> {
+    let list = data.as_array().ok_or_else(|| ProxmoxError::Decode {
+        endpoint: ep,
+        reason: "expected an array".into(),
+    })?;
+    list.iter()
+        .filter(|entry| {
+            matches!(
+                entry.get("type").and_then(Value::as_str),
+                Some("qemu") | Some("lxc")
+            )
+        })
+        .map(|entry| ProxmoxClient::decode(entry.clone(), ep))
+        .collect()
 }

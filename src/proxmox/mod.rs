@@ -5,6 +5,8 @@
 pub mod agent;
 pub mod client;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod permissions;
 pub mod tasks;
 pub mod types;

@@ -2,6 +2,10 @@
 //! it (TLS pinned to the lab's certificate) and the real engine.
 #![allow(dead_code)]
 
+pub mod canary;
+#[allow(unused_imports)]
+pub use canary::{SecretCanary, assert_no_secrets, assert_output_clean};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
