@@ -136,7 +136,7 @@ fn new_guest(vmid: u32, power_up: bool) -> Guest {
         notes: String::new(),
         race: None,
     };
-    if vmid % 4 == 0 {
+    if vmid.is_multiple_of(4) {
         g.protos.push("rdp");
     }
     g.notes = g.render();
@@ -579,13 +579,13 @@ impl Soak {
         for vmid in vmids {
             let actual = pve.notes(vmid).unwrap_or_default();
             let guest = self.guests.get_mut(&vmid).unwrap();
-            if let Some(raced) = guest.race.clone() {
-                if self.encrypted_form_of(&raced, &actual) {
-                    let guest = self.guests.get_mut(&vmid).unwrap();
-                    guest.notes = raced;
-                    guest.race = None;
-                    continue;
-                }
+            if let Some(raced) = guest.race.clone()
+                && self.encrypted_form_of(&raced, &actual)
+            {
+                let guest = self.guests.get_mut(&vmid).unwrap();
+                guest.notes = raced;
+                guest.race = None;
+                continue;
             }
             let notes = self.guests[&vmid].notes.clone();
             if !self.encrypted_form_of(&notes, &actual) {
@@ -772,7 +772,7 @@ async fn the_service_loop_survives_random_faults_and_converges() {
     let setup = soak_config(&soak.lab);
     soak.state_file = setup.dir.path().join("state/state.json");
     soak.outside = outside_connections(&soak.lab);
-    let notifier = Notifier::to_socket(&setup.dir.path().join("no-notify.sock"));
+    let notifier = Notifier::to_socket(setup.dir.path().join("no-notify.sock"));
     let daemon = Daemon::start(&setup.config, notifier).expect("daemon starts");
     let status = daemon.subscribe();
     let (control, rx) = mpsc::unbounded_channel();
@@ -937,7 +937,7 @@ impl Soak {
         }
         let lab = lab(lab_seed(&guests)).await;
         let keyring = Keyring::new(&[Secret::new(NOTES_PASSPHRASE)]).unwrap();
-        let soak = Soak {
+        Soak {
             lab,
             rng: StdRng::seed_from_u64(seed),
             guests,
@@ -951,7 +951,6 @@ impl Soak {
             violations: Vec::new(),
             keyring,
             state_file: std::path::PathBuf::new(),
-        };
-        soak
+        }
     }
 }

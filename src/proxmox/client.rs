@@ -713,6 +713,44 @@ impl ProxmoxClient {
     }
 }
 
+/// The `data` of a successful answer's `{"data": …}` envelope.
+pub(super) fn envelope_data(
+    resp: &HttpResponse,
+    endpoint: &'static str,
+) -> Result<Value, ProxmoxError> {
+    let envelope: Value = resp.json().map_err(|e| ProxmoxError::Decode {
+        endpoint,
+        reason: format!("invalid JSON: {e}"),
+    })?;
+    match envelope {
+        Value::Object(mut map) => Ok(map.remove("data").unwrap_or(Value::Null)),
+        _ => Err(ProxmoxError::Decode {
+            endpoint,
+            reason: "the answer is not a JSON object".into(),
+        }),
+    }
+}
+
+/// Guests of a `/cluster/resources?type=vm` answer (other types skipped).
+pub(super) fn decode_resources(
+    data: Value,
+    ep: &'static str,
+) -> Result<Vec<ClusterResource>, ProxmoxError> {
+    let list = data.as_array().ok_or_else(|| ProxmoxError::Decode {
+        endpoint: ep,
+        reason: "expected an array".into(),
+    })?;
+    list.iter()
+        .filter(|entry| {
+            matches!(
+                entry.get("type").and_then(Value::as_str),
+                Some("qemu") | Some("lxc")
+            )
+        })
+        .map(|entry| ProxmoxClient::decode(entry.clone(), ep))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -809,42 +847,4 @@ mod tests {
         );
         assert!(!format!("{req:?}").contains("0000"));
     }
-}
-
-/// The `data` of a successful answer's `{"data": …}` envelope.
-pub(super) fn envelope_data(
-    resp: &HttpResponse,
-    endpoint: &'static str,
-) -> Result<Value, ProxmoxError> {
-    let envelope: Value = resp.json().map_err(|e| ProxmoxError::Decode {
-        endpoint,
-        reason: format!("invalid JSON: {e}"),
-    })?;
-    match envelope {
-        Value::Object(mut map) => Ok(map.remove("data").unwrap_or(Value::Null)),
-        _ => Err(ProxmoxError::Decode {
-            endpoint,
-            reason: "the answer is not a JSON object".into(),
-        }),
-    }
-}
-
-/// Guests of a `/cluster/resources?type=vm` answer (other types skipped).
-pub(super) fn decode_resources(
-    data: Value,
-    ep: &'static str,
-) -> Result<Vec<ClusterResource>, ProxmoxError> {
-    let list = data.as_array().ok_or_else(|| ProxmoxError::Decode {
-        endpoint: ep,
-        reason: "expected an array".into(),
-    })?;
-    list.iter()
-        .filter(|entry| {
-            matches!(
-                entry.get("type").and_then(Value::as_str),
-                Some("qemu") | Some("lxc")
-            )
-        })
-        .map(|entry| ProxmoxClient::decode(entry.clone(), ep))
-        .collect()
 }
