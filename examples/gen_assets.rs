@@ -1,6 +1,7 @@
 //! Writes the packages' generated files from the clap definitions of
-//! `pve-guac-sync`: the man page pve-guac-sync(8) and the bash, zsh and fish
-//! completions.
+//! `pve-guac-sync`: the man page pve-guac-sync(8), one page per command
+//! (pve-guac-sync-plan(8), …, which pve-guac-sync(8) lists) and the bash,
+//! zsh and fish completions.
 //!
 //!     cargo run --locked --example gen_assets -- target/assets
 //!
@@ -11,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
+use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 use pve_guac_sync::cli::Cli;
 
@@ -23,7 +24,11 @@ fn main() -> std::io::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| "target/assets".into());
     std::fs::create_dir_all(&out)?;
-    write_man_page(&out)?;
+    let mut command = Cli::command().disable_help_subcommand(true);
+    // Built: subcommands get their full names (pve-guac-sync-plan).
+    command.build();
+    let version = command.get_version().unwrap_or_default().to_owned();
+    write_man_pages(command, &out, &version)?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         let path = clap_complete::generate_to(shell, &mut Cli::command(), NAME, &out)?;
         println!("{}", path.display());
@@ -31,18 +36,17 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-/// pve-guac-sync(8): a daemon is administered by root, so section 8.
-fn write_man_page(out: &Path) -> std::io::Result<()> {
-    let command = Cli::command();
-    let version = command.get_version().unwrap_or_default().to_owned();
-    let man = clap_mangen::Man::new(command)
+/// The command's page and, recursively, its subcommands' pages; section 8
+/// (system administration: a daemon run by root).
+fn write_man_pages(command: Command, out: &Path, version: &str) -> std::io::Result<()> {
+    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub.clone(), out, version)?;
+    }
+    let path = clap_mangen::Man::new(command)
         .section("8")
         .manual("System Administration")
-        .source(format!("{NAME} {version}"));
-    let mut page = Vec::new();
-    man.render(&mut page)?;
-    let path = out.join(format!("{NAME}.8"));
-    std::fs::write(&path, page)?;
+        .source(format!("{NAME} {version}"))
+        .generate_to(out)?;
     println!("{}", path.display());
     Ok(())
 }
