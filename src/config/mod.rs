@@ -7,9 +7,9 @@
 
 mod access;
 mod decode;
-mod health;
 mod discovery;
 mod external;
+mod health;
 mod perms;
 mod problem;
 mod raw;
@@ -21,10 +21,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use health::HealthSettings;
 pub use access::{AccessRule, AccessSettings};
 pub use discovery::{DiscoverySettings, PowerUpSettings, ProbeSettings, SourceKind, WolSettings};
 pub use external::ExternalHost;
+pub use health::HealthSettings;
 pub use problem::Problem;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};
