@@ -47,7 +47,7 @@ impl Limits {
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(self) -> Value {
         json!({"name": self.name, "per_second": self.per_second, "burst": self.burst,
                "concurrency": self.concurrency, "guacamole_concurrency": self.guac_concurrency})
     }

@@ -217,7 +217,7 @@ fn settings_json(opts: &Options) -> Value {
         "latency_ms": opts.latency_ms,
         "jitter_ms": opts.jitter_ms,
         "steady_cycles": opts.steady,
-        "limits": opts.limits.iter().map(Limits::to_json).collect::<Vec<_>>(),
+        "limits": opts.limits.iter().copied().map(Limits::to_json).collect::<Vec<_>>(),
         "mix": seed::MIX_DESCRIPTION,
     })
 }
