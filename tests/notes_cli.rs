@@ -164,3 +164,30 @@ fn encrypt_key_from_environment_and_missing_key() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no key"));
 }
+
+#[test]
+fn lint_masks_secret_setting_values_in_text_and_json() {
+    let notes = "user:a pass:pw protos:ssh,rdp ssh_settings:\"passphrase=PhraseXyz1,private-key=KeyMatXyz2,font-size=12\" rdp_settings:\"gateway-password=GwPassXyz3\";";
+    for json in [false, true] {
+        let mut args = vec!["notes", "lint"];
+        if json {
+            args.push("--json");
+        }
+        let o = run(&args, notes, &[]);
+        assert_eq!(o.status.code(), Some(0));
+        let out = stdout(&o);
+        for secret in ["PhraseXyz1", "KeyMatXyz2", "GwPassXyz3"] {
+            assert!(!out.contains(secret), "{secret} shown: {out}");
+        }
+        assert!(out.contains("12"), "{out}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["connections"][0]["settings"]["passphrase"], "***");
+            assert_eq!(v["connections"][0]["settings"]["font-size"], "12");
+            assert_eq!(v["connections"][1]["settings"]["gateway-password"], "***");
+        } else {
+            assert!(out.contains("  passphrase=***\n"), "{out}");
+            assert!(out.contains("  private-key=***\n"), "{out}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! every error, as the daemon would see them. Passwords show as `***`.
 //! Needs no configuration. Exit 0 without errors, 1 with.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use crate::cli::encrypt::load_key_file;
 use crate::notes::{self, BlockError, ConnectionSpec, GuestContext, NotesPolicy, Passwords};
+use crate::reconcile::model::ParamValue;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -87,6 +89,22 @@ fn run_lint(args: LintArgs) -> anyhow::Result<i32> {
     Ok(if resolution.errors.is_empty() { 0 } else { 1 })
 }
 
+/// Settings as shown: values of secret parameters (passphrases, keys,
+/// gateway passwords) as `***`, like `plan` shows them.
+fn shown_settings(settings: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let v = if ParamValue::is_secret_name(k) {
+                "***"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect()
+}
+
 fn group_path(c: &ConnectionSpec) -> Option<String> {
     c.group.as_ref().map(|g| g.join("/"))
 }
@@ -102,7 +120,7 @@ pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_j
                 "port": c.port,
                 "username": c.username,
                 "group": group_path(c),
-                "settings": c.settings,
+                "settings": shown_settings(&c.settings),
             })
         })
         .collect();
@@ -127,10 +145,10 @@ pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String 
             out.push_str(&format!(" host {h}"));
         }
         out.push('\n');
-        for (k, v) in &c.settings {
-            out.push_str(&format!("  {k}={v}\n"));
-        }
-        for (k, v) in &c.wol {
+        for (k, v) in shown_settings(&c.settings)
+            .into_iter()
+            .chain(shown_settings(&c.wol))
+        {
             out.push_str(&format!("  {k}={v}\n"));
         }
     }
