@@ -64,7 +64,8 @@ fn lint_json_lists_connections_and_errors_exactly() {
             ],
             "errors": [
                 {"block": 2, "line": 3, "key": "pass", "message": "no password (pass: or encrypted_password:)"}
-            ]
+            ],
+            "warnings": []
         })
     );
     assert!(!stdout(&o).contains("S3cretPW"));
@@ -190,4 +191,38 @@ fn lint_masks_secret_setting_values_in_text_and_json() {
             assert!(out.contains("  private-key=***\n"), "{out}");
         }
     }
+}
+
+#[test]
+fn lint_lists_unknown_settings_as_block_warnings() {
+    let notes = "user:a pass:pw protos:ssh ssh_settings:\"font-size=12,ignore-cert=true\";\nuser:b pass:pw protos:rdp rdp_settings:\"drive-path=/x\";";
+    let o = run(&["notes", "lint", "--json"], notes, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["connections"][0]["settings"],
+        serde_json::json!({"font-size": "12"})
+    );
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([{"block": 1, "line": 1, "key": "ssh_settings",
+            "message": "setting 'ignore-cert' is not a ssh parameter; left out"}])
+    );
+    assert_eq!(v["errors"][0]["block"], 2);
+    assert_eq!(
+        v["errors"][0]["message"],
+        "setting 'drive-path' is not allowed in notes"
+    );
+
+    let o = run(&["notes", "lint"], notes, &[]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning: block 1 (line 1), key ssh_settings: setting 'ignore-cert' is not a ssh parameter; left out\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("1 connection(s), 1 error(s), 1 warning(s)\n"),
+        "{out}"
+    );
 }

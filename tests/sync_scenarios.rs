@@ -803,3 +803,40 @@ async fn a_failed_move_keeps_the_group_it_was_leaving() {
     cycle(&engine).await;
     assert!(writes(&lab, mark).is_empty());
 }
+
+#[tokio::test]
+async fn an_unknown_setting_is_left_out_with_a_warning_and_the_connection_is_made() {
+    let lab = lab(seed()).await;
+    lab.proxmox("lab").set_notes(
+        100,
+        "user:\"admin\" pass:\"S3cret\" protos:\"rdp\" rdp_settings:\"ignore-cert=true,old-name-x=1\";",
+    );
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let report = cycle(&engine).await;
+    let p = params(&lab, "admin@web01-rdp");
+    assert_eq!(p["ignore-cert"], "true");
+    assert!(!p.contains_key("old-name-x"), "{p:?}");
+    assert!(
+        report.problems.iter().any(|m| m.contains(
+            "block 1 (line 1), key rdp_settings: warning: setting 'old-name-x' is not a rdp parameter; left out"
+        )),
+        "{:#?}",
+        report.problems
+    );
+    // Denied stays an error for the block: nothing is made from it.
+    lab.proxmox("lab").set_notes(
+        100,
+        "user:\"other\" pass:\"S3cret\" protos:\"rdp\" rdp_settings:\"drive-path=/srv\";",
+    );
+    let report = cycle(&engine).await;
+    assert!(!managed_names(&lab, ROOT).contains(&"other@web01-rdp".to_owned()));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|m| m.contains("setting 'drive-path' is not allowed in notes")),
+        "{:#?}",
+        report.problems
+    );
+}

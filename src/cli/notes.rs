@@ -11,7 +11,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::cli::encrypt::load_key_file;
-use crate::notes::{self, BlockError, ConnectionSpec, GuestContext, NotesPolicy, Passwords};
+use crate::notes::{
+    self, BlockError, ConnectionSpec, GuestContext, NotesPolicy, Passwords, Warning,
+};
 use crate::reconcile::model::ParamValue;
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +48,7 @@ pub struct LintArgs {
     /// Also decrypt encrypted passwords with these keys (one per line).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// Print JSON: {"connections":[…],"errors":[…]}.
+    /// Print JSON: {"connections":[…],"errors":[…],"warnings":[…]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -78,13 +80,19 @@ fn run_lint(args: LintArgs) -> anyhow::Result<i32> {
     };
     let parsed = notes::parse(&text);
     let resolution = parsed.resolve(&ctx, &NotesPolicy::default(), passwords);
-    for w in &parsed.warnings {
-        eprintln!("warning: {w}");
-    }
+    let mut warnings = parsed.warnings.clone();
+    warnings.extend(resolution.warnings.iter().cloned());
+    warnings.sort_by_key(|w| (w.block, w.line));
     if args.json {
-        println!("{}", to_json(&resolution.connections, &resolution.errors));
+        println!(
+            "{}",
+            to_json(&resolution.connections, &resolution.errors, &warnings)
+        );
     } else {
-        print!("{}", to_text(&resolution.connections, &resolution.errors));
+        print!(
+            "{}",
+            to_text(&resolution.connections, &resolution.errors, &warnings)
+        );
     }
     Ok(if resolution.errors.is_empty() { 0 } else { 1 })
 }
@@ -110,7 +118,11 @@ fn group_path(c: &ConnectionSpec) -> Option<String> {
 }
 
 /// The `--json` document; passwords are never part of it.
-pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_json::Value {
+pub fn to_json(
+    connections: &[ConnectionSpec],
+    errors: &[BlockError],
+    warnings: &[Warning],
+) -> serde_json::Value {
     let connections: Vec<_> = connections
         .iter()
         .map(|c| {
@@ -128,10 +140,18 @@ pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_j
         .iter()
         .map(|e| json!({"block": e.block, "line": e.line, "key": e.key, "message": e.message()}))
         .collect();
-    json!({"connections": connections, "errors": errors})
+    let warnings: Vec<_> = warnings
+        .iter()
+        .map(|w| json!({"block": w.block, "line": w.line, "key": w.key, "message": w.message()}))
+        .collect();
+    json!({"connections": connections, "errors": errors, "warnings": warnings})
 }
 
-pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String {
+pub fn to_text(
+    connections: &[ConnectionSpec],
+    errors: &[BlockError],
+    warnings: &[Warning],
+) -> String {
     let mut out = String::new();
     for c in connections {
         out.push_str(&format!(
@@ -155,10 +175,21 @@ pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String 
     for e in errors {
         out.push_str(&format!("error: {e}\n"));
     }
+    for w in warnings {
+        out.push_str(&format!("warning: block {} (line {})", w.block, w.line));
+        if let Some(key) = w.key {
+            out.push_str(&format!(", key {key}"));
+        }
+        out.push_str(&format!(": {}\n", w.message()));
+    }
     out.push_str(&format!(
-        "{} connection(s), {} error(s)\n",
+        "{} connection(s), {} error(s)",
         connections.len(),
         errors.len()
     ));
+    if !warnings.is_empty() {
+        out.push_str(&format!(", {} warning(s)", warnings.len()));
+    }
+    out.push('\n');
     out
 }

@@ -174,7 +174,15 @@ impl Engine {
         } else {
             parameters_needed(&want, &claims, &st, now, &self.plan_settings(false))
         };
-        let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
+        for w in &want.warnings {
+            warn!("{}", w.message);
+        }
+        let mut problems: Vec<String> = want
+            .problems
+            .iter()
+            .chain(&want.warnings)
+            .map(|p| p.message.clone())
+            .collect();
         let read_failures = fill_parameters(guac, &mut tree, &ids).await;
         // A cluster that could not be fully observed, or a parameter set that
         // could not be read, means the cycle did not converge.

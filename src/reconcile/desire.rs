@@ -160,6 +160,14 @@ fn desire_guest(
         None => Passwords::NoKeys,
     };
     let resolution = parsed.resolve(&ctx, s.policy, passwords);
+    for w in &resolution.warnings {
+        let mut at = format!("block {} (line {})", w.block, w.line);
+        if let Some(key) = w.key {
+            at.push_str(&format!(", key {key}"));
+        }
+        let message = format!("{at}: warning: {}", w.message());
+        want.warnings.push(problem(guest, message));
+    }
     let mut bad_blocks = BTreeSet::new();
     for e in &resolution.errors {
         bad_blocks.insert(e.block);

@@ -128,7 +128,7 @@ impl ParamValue {
 
     /// Guacamole parameters that hold credentials or keys.
     pub fn is_secret_name(name: &str) -> bool {
-        name.contains("password") || name.contains("passphrase") || name.contains("private-key")
+        crate::notes::settings::is_secret_name(name)
     }
 
     /// Wraps a value read back from Guacamole, classifying it by name.
@@ -301,6 +301,9 @@ pub struct Desired {
     pub clusters: BTreeSet<String>,
     /// Per-guest problems to report (never containing secrets).
     pub problems: Vec<Problem>,
+    /// Per-block warnings (unknown settings left out): logged and reported,
+    /// the block's connections are still made.
+    pub warnings: Vec<Problem>,
     /// Notes that should be rewritten with encrypted passwords.
     pub rewrites: Vec<NotesRewrite>,
 }
