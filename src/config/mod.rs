@@ -18,6 +18,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use problem::Problem;
+pub(crate) use secrets::read_small_regular_file;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};
 pub use settings::*;
