@@ -939,3 +939,25 @@ async fn a_declined_login_is_not_repeated() {
         .count();
     assert_eq!(logins, 1, "{err}");
 }
+
+#[tokio::test]
+async fn a_429_during_base_detection_stops_and_says_so() {
+    // An origin-only URL makes the client detect the API base; a rate limit
+    // on the first candidate must not send the credentials on to the next.
+    let lab = lab_with(GuacamoleSeed::default().base_path("/api")).await;
+    lab.faults("guacamole").add(
+        FaultRule::retry_after(429, 30)
+            .method("POST")
+            .path_contains("/tokens")
+            .times(5),
+    );
+    let c = client(&lab, &lab.guacamole_origin(), "guacadmin", "guacadmin");
+    let mark = lab.request_mark();
+    let err = c.login().await.unwrap_err();
+    assert_eq!(err.label(), "rate_limited", "{err}");
+    assert!(err.to_string().contains("429"), "{err}");
+    assert_eq!(
+        lines(&since(&lab, mark)),
+        ["POST /guacamole/api/tokens 429"]
+    );
+}

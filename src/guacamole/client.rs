@@ -152,6 +152,8 @@ enum LoginAttempt {
     Ok(AuthResult),
     /// This is Guacamole and it refused (credentials, ban, …).
     Refused(GuacamoleError),
+    /// Throttled (429/503) by Guacamole or a proxy: stop, try again later.
+    Throttled(GuacamoleError),
     /// Not a Guacamole API here (404, HTML, …): try the next candidate.
     NotHere(String),
 }
@@ -812,6 +814,8 @@ impl GuacamoleClient {
                     let _ = self.base.set(base);
                     return Err(err);
                 }
+                // Not known to be the API: the next login detects again.
+                LoginAttempt::Throttled(err) => return Err(err),
                 LoginAttempt::NotHere(why) => tried.push(format!("{} ({why})", display_url(&base))),
             }
         }
@@ -847,6 +851,14 @@ impl GuacamoleClient {
         }
         if ErrorBody::parse(&resp.body).is_some_and(|b| b.error_type.is_some()) {
             return Ok(LoginAttempt::Refused(map_error(&resp)));
+        }
+        // Throttled (by Guacamole or a proxy in front): this may well be the
+        // API, and the next candidate must not get the credentials too.
+        if matches!(resp.status, 429 | 503) {
+            return Ok(LoginAttempt::Throttled(GuacamoleError::RateLimited {
+                status: resp.status,
+                retry_after: resp.retry_after().map(|d| d.as_secs()),
+            }));
         }
         Ok(LoginAttempt::NotHere(format!("HTTP {}", resp.status)))
     }

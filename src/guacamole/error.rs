@@ -34,6 +34,15 @@ pub enum GuacamoleError {
     TooManyAttempts { message: String },
 
     /// The session token is missing, unknown or expired (`Permission Denied.`).
+    /// A 429 (or 503) answer to a login without Guacamole's error body: a
+    /// proxy or the server is throttling. Base-path detection stops here
+    /// rather than posting the credentials to the next candidate.
+    #[error("Guacamole answered HTTP {status} to the login (rate limited{}); try again later", retry_after.map(|s| format!(", retry after {s} s")).unwrap_or_default())]
+    RateLimited {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+
     #[error("Guacamole session token is invalid or expired")]
     InvalidToken,
 
@@ -112,6 +121,7 @@ impl GuacamoleError {
             GuacamoleError::InvalidCredentials { .. } => "invalid_credentials",
             GuacamoleError::InsufficientCredentials { .. } => "insufficient_credentials",
             GuacamoleError::TooManyAttempts { .. } => "too_many_attempts",
+            GuacamoleError::RateLimited { .. } => "rate_limited",
             GuacamoleError::InvalidToken => "invalid_token",
             GuacamoleError::PermissionDenied { .. } => "permission_denied",
             GuacamoleError::NotFound { .. } => "not_found",
@@ -143,6 +153,7 @@ impl GuacamoleError {
                 | GuacamoleError::InvalidCredentials { .. }
                 | GuacamoleError::InsufficientCredentials { .. }
                 | GuacamoleError::TooManyAttempts { .. }
+                | GuacamoleError::RateLimited { .. }
                 | GuacamoleError::InvalidToken
                 | GuacamoleError::UnknownDataSource { .. }
                 | GuacamoleError::BasePathNotFound { .. }
