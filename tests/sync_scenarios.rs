@@ -840,3 +840,55 @@ async fn an_unknown_setting_is_left_out_with_a_warning_and_the_connection_is_mad
         report.problems
     );
 }
+
+/// A config answer that is `200` but not a config (no digest, or notes of
+/// the wrong type) is a failed read: nothing deleted, nothing written.
+async fn malformed_config_answer(body: &str) {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let before = managed_names(&lab, ROOT);
+    let mut rule = pve_guac_lab::FaultRule::error(200)
+        .method("GET")
+        .path_contains("/qemu/100/config");
+    if let pve_guac_lab::FaultAction::Error {
+        body: b,
+        content_type,
+        ..
+    } = &mut rule.action
+    {
+        *b = Some(body.to_owned());
+        *content_type = Some("application/json;charset=UTF-8".into());
+    }
+    lab.faults("lab").add(rule);
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        managed_names(&lab, ROOT),
+        before,
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(report.summary.deleted, 0);
+    assert_eq!(changes(&lab, mark), Vec::<String>::new());
+    assert!(report.summary.errors > 0, "an incomplete read is an error");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("config not readable")),
+        "{:#?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn a_config_answer_without_digest_deletes_nothing() {
+    malformed_config_answer(r#"{"data":{}}"#).await;
+}
+
+#[tokio::test]
+async fn a_config_answer_with_non_string_notes_deletes_nothing() {
+    malformed_config_answer(r#"{"data":{"description":["x"],"digest":"5c1e9d7a0b6f4a0e2c3d4b5a69788796a5b4c3d2","name":"web01"}}"#).await;
+}

@@ -421,7 +421,12 @@ impl ProxmoxClient {
             .call(Call::get(vec!["nodes", node, kind.as_str(), &id, "config"], ep).on_node(node))
             .await?;
         match data {
-            Value::Object(map) => Ok(GuestConfig::from_map(kind, map)),
+            Value::Object(map) => {
+                GuestConfig::from_map(kind, map).map_err(|reason| ProxmoxError::Decode {
+                    endpoint: ep,
+                    reason,
+                })
+            }
             _ => Err(ProxmoxError::Decode {
                 endpoint: ep,
                 reason: "expected an object".into(),
