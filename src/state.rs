@@ -1,13 +1,15 @@
 //! The state directory: which Guacamole objects the daemon owns (identity →
 //! identifier and a fingerprint of what it last wrote), how long guests have
-//! been absent, and the last known addresses. Written atomically (temp file,
-//! fsync, rename, fsync of the directory) with mode 0600, so a crash never
-//! leaves a half-written file.
+//! been absent, and the last known addresses. Written atomically (a unique
+//! temp file created exclusively with mode 0600, fsync, rename, fsync of the
+//! directory), so a crash never leaves a half-written file. The directory
+//! must be owner-only: made 0700 when missing, refused when group or others
+//! may enter it (it is never chmod-ed).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,10 @@ pub enum StateError {
     },
     #[error("state file {path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state directory {path} is accessible to group or others (mode {mode:04o}); use a directory only its owner can enter (chmod 700), not a shared one such as /var/lib"
+    )]
+    UnsafeDir { path: PathBuf, mode: u32 },
 }
 
 impl StateError {
@@ -95,6 +101,7 @@ impl StateError {
         match self {
             StateError::Io { .. } => "state_io",
             StateError::Corrupt { .. } => "state_corrupt",
+            StateError::UnsafeDir { .. } => "state_dir_unsafe",
         }
     }
 }
@@ -129,9 +136,20 @@ impl StateStore {
     /// is an error rather than a silent reset: ownership would be lost.
     pub fn load(&self) -> Result<State, StateError> {
         let path = self.file();
-        let bytes = match fs::read(&path) {
+        match fs::metadata(&self.dir) {
+            Ok(_) => self.check_dir()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) => return Err(self.io(e)),
+        }
+        let bytes = match read_regular(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt {
+                    path,
+                    message: e.to_string(),
+                });
+            }
             Err(e) => return Err(self.io(e)),
         };
         let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
@@ -148,31 +166,101 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        self.ensure_dir()?;
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| self.io(e))?;
-        f.write_all(&bytes).map_err(|e| self.io(e))?;
-        f.sync_all().map_err(|e| self.io(e))?;
-        drop(f);
-        fs::rename(&tmp, self.file()).map_err(|e| self.io(e))?;
+        let (tmp, mut f) = self.create_temp()?;
+        let written = f
+            .write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| {
+                drop(f);
+                fs::rename(&tmp, self.file())
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(e));
+        }
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
         Ok(())
     }
+
+    /// Makes the directory owner-only when it does not exist yet; an
+    /// existing one is never chmod-ed (it may be shared), only checked.
+    fn ensure_dir(&self) -> Result<(), StateError> {
+        match fs::metadata(&self.dir) {
+            Ok(_) => self.check_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|e| self.io(e)),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// The directory holds who owns what: others must not enter it (nor
+    /// swap its files).
+    fn check_dir(&self) -> Result<(), StateError> {
+        let meta = fs::metadata(&self.dir).map_err(|e| self.io(e))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if !meta.is_dir() {
+            return Err(self.io(std::io::Error::other("not a directory")));
+        }
+        if mode & 0o077 != 0 {
+            return Err(StateError::UnsafeDir {
+                path: self.dir.clone(),
+                mode,
+            });
+        }
+        Ok(())
+    }
+
+    /// A fresh temp file beside the state file: a unique name, created
+    /// exclusively (`O_EXCL` also refuses a symlink planted under the name)
+    /// with mode 0600, so no leftover decides the mode of `state.json`.
+    fn create_temp(&self) -> Result<(PathBuf, fs::File), StateError> {
+        loop {
+            let tag: u64 = rand::random();
+            let tmp = self.dir.join(format!(".{STATE_FILE}.{tag:016x}.tmp"));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
+                Ok(f) => return Ok((tmp, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+    }
+}
+
+/// Reads a regular file without following a symlink at its name (a link
+/// there is reported as invalid data, not read through).
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file (a symlink or special file is never followed)",
+        ));
+    }
+    fs::read(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scratch directory only its owner may enter.
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
 
     #[test]
     fn missing_file_gives_fresh_state_and_save_round_trips() {
@@ -198,10 +286,68 @@ mod tests {
 
     #[test]
     fn corrupt_file_is_an_error_not_a_reset() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_dir();
         let store = StateStore::new(dir.path());
         fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
         let err = store.load().unwrap_err();
         assert_eq!(err.label(), "state_corrupt");
+    }
+
+    #[test]
+    fn an_existing_directory_is_never_chmodded_and_an_open_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        let store = StateStore::new(&open);
+        let err = store.save(&State::new()).unwrap_err();
+        assert_eq!(err.label(), "state_dir_unsafe");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state directory {} is accessible to group or others (mode 0755); use a directory only its owner can enter (chmod 700), not a shared one such as /var/lib",
+                open.display()
+            )
+        );
+        assert_eq!(store.load().unwrap_err().label(), "state_dir_unsafe");
+        let mode = fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "save must not chmod a directory it did not make"
+        );
+        assert!(!open.join(STATE_FILE).exists());
+
+        // A directory save makes itself is owner-only.
+        let made = StateStore::new(dir.path().join("made/state"));
+        made.save(&State::new()).unwrap();
+        let mode = fs::metadata(made.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn leftover_temp_files_and_symlinks_never_shape_the_state_file() {
+        let dir = private_dir();
+        let store = StateStore::new(dir.path());
+        // A stale world-readable temp file, and a temp name planted as a
+        // symlink to a file elsewhere.
+        let stale = dir.path().join(format!("{STATE_FILE}.tmp"));
+        fs::write(&stale, b"old").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+        let victim = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(".state.json.planted")).unwrap();
+        store.save(&State::new()).unwrap();
+        let mode = fs::metadata(store.file()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(victim.path()).unwrap(), b"");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "temp file left"
+        );
+        // A state file that is a symlink is not read.
+        fs::remove_file(store.file()).unwrap();
+        fs::write(victim.path(), serde_json::to_vec(&State::new()).unwrap()).unwrap();
+        std::os::unix::fs::symlink(victim.path(), store.file()).unwrap();
+        assert_eq!(store.load().unwrap_err().label(), "state_corrupt");
     }
 }
