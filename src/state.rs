@@ -14,14 +14,22 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::reconcile::model::FingerprintKey;
+
 const STATE_FILE: &str = "state.json";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2: keyed fingerprints (no salt in the file). Version 1 files are
+/// read; their salted fingerprints never match a keyed one, so each owned
+/// connection is re-verified by one parameter read (no writes).
+const FORMAT_VERSION: u32 = 2;
+const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub version: u32,
-    /// Salt for parameter fingerprints (see `Params::fingerprint`).
-    pub salt: String,
+    /// Key of the parameter fingerprints (see `Params::fingerprint`): set by
+    /// the store, never written to the file.
+    #[serde(skip)]
+    pub fingerprint_key: FingerprintKey,
     /// Identity key → the connection the daemon owns for it.
     #[serde(default)]
     pub connections: BTreeMap<String, OwnedConnection>,
@@ -62,10 +70,9 @@ pub struct CachedAddress {
 
 impl State {
     pub fn new() -> Self {
-        let salt: [u8; 16] = rand::random();
         State {
             version: FORMAT_VERSION,
-            salt: crate::reconcile::model::hex(&salt),
+            fingerprint_key: FingerprintKey::random(),
             connections: BTreeMap::new(),
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),
@@ -110,11 +117,23 @@ impl StateError {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
+    fingerprint_key: FingerprintKey,
 }
 
 impl StateStore {
+    /// A store whose fingerprint key is random (nothing verified carries
+    /// over to another process): see [`StateStore::with_fingerprint_key`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StateStore { dir: dir.into() }
+        StateStore {
+            dir: dir.into(),
+            fingerprint_key: FingerprintKey::random(),
+        }
+    }
+
+    /// The key loaded states fingerprint parameters with.
+    pub fn with_fingerprint_key(mut self, key: FingerprintKey) -> Self {
+        self.fingerprint_key = key;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -138,12 +157,12 @@ impl StateStore {
         let path = self.file();
         match fs::metadata(&self.dir) {
             Ok(_) => self.check_dir()?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
             Err(e) => return Err(self.io(e)),
         }
         let bytes = match read_regular(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(StateError::Corrupt {
                     path,
@@ -152,17 +171,26 @@ impl StateStore {
             }
             Err(e) => return Err(self.io(e)),
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        let mut state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        if state.version != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&state.version) {
             return Err(StateError::Corrupt {
                 path,
                 message: format!("unsupported format version {}", state.version),
             });
         }
+        state.version = FORMAT_VERSION;
+        state.fingerprint_key = self.fingerprint_key.clone();
         Ok(state)
+    }
+
+    fn fresh(&self) -> State {
+        State {
+            fingerprint_key: self.fingerprint_key.clone(),
+            ..State::new()
+        }
     }
 
     pub fn save(&self, state: &State) -> Result<(), StateError> {

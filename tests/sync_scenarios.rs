@@ -673,8 +673,7 @@ async fn a_state_file_from_another_guacamole_never_takes_over_foreign_objects() 
     }
     let second = lab(seed).await;
     let setup2 = config(&second, SYNC);
-    std::fs::create_dir_all(setup2.dir.path().join("state")).unwrap();
-    std::fs::write(setup2.dir.path().join("state/state.json"), state).unwrap();
+    plant_state(&setup2, &state);
     let before: Vec<_> = second
         .guacamole()
         .connections()
@@ -891,4 +890,100 @@ async fn a_config_answer_without_digest_deletes_nothing() {
 #[tokio::test]
 async fn a_config_answer_with_non_string_notes_deletes_nothing() {
     malformed_config_answer(r#"{"data":{"description":["x"],"digest":"5c1e9d7a0b6f4a0e2c3d4b5a69788796a5b4c3d2","name":"web01"}}"#).await;
+}
+
+#[tokio::test]
+async fn a_stale_state_never_reclaims_an_outside_connection_that_reuses_an_id() {
+    // A rebuilt Guacamole (ids restart) holds a hand-made `Servers/NAME`
+    // with the id the old state recorded for NAME: it must stay theirs.
+    let first = lab(seed()).await;
+    let setup = config(&first, SYNC);
+    cycle(&engine(&setup)).await;
+    let old_id: u64 = conn_id(&first, "admin@web01-ssh").parse().unwrap();
+    let state = std::fs::read(setup.dir.path().join("state/state.json")).unwrap();
+
+    let mut seed = seed();
+    seed.guacamole = seed
+        .guacamole
+        .connection_group(
+            pve_guac_lab::guacamole::ConnectionGroupSeed::new("Servers").identifier(50),
+        )
+        .connection(
+            pve_guac_lab::guacamole::ConnectionSeed::new("admin@web01-ssh", "ssh")
+                .identifier(old_id)
+                .parent("50")
+                .parameter("hostname", "198.51.100.7")
+                .parameter("port", "22")
+                .parameter("username", "admin")
+                .parameter("password", "theirs"),
+        );
+    let second = lab(seed).await;
+    let setup2 = config(&second, SYNC);
+    plant_state(&setup2, &state);
+    let theirs = second.guacamole().connection(&old_id.to_string()).unwrap();
+    let report = cycle(&engine(&setup2)).await;
+    assert_eq!(
+        second.guacamole().connection(&old_id.to_string()).unwrap(),
+        theirs,
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(managed_names(&second, ROOT), EXPECTED);
+}
+
+#[tokio::test]
+async fn old_salted_fingerprints_are_re_verified_once_without_writes() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let path = setup.dir.path().join("state/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // The fingerprint is keyed (HMAC): nothing in the file lets anyone
+    // test a password guess offline.
+    assert!(state.get("salt").is_none(), "{state:#}");
+    assert_eq!(state["version"], 2);
+    for (_, owned) in state["connections"].as_object().unwrap() {
+        assert!(
+            owned["fingerprint"]
+                .as_str()
+                .unwrap()
+                .starts_with("hmac-sha256:"),
+            "{owned}"
+        );
+    }
+    // The same file as the previous format wrote it: version 1, a salt and
+    // salted SHA-256 fingerprints.
+    state["version"] = 1.into();
+    state["salt"] = "00112233445566778899aabbccddeeff".into();
+    for (_, owned) in state["connections"].as_object_mut().unwrap() {
+        owned["fingerprint"] = "ab".repeat(32).into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let reads = |mark| {
+        lab.requests_since(mark)
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/parameters"))
+            .count()
+    };
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        changes(&lab, mark),
+        Vec::<String>::new(),
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(
+        reads(mark),
+        6,
+        "each old fingerprint is verified by one read"
+    );
+    assert_eq!(report.summary.unchanged, 6);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert_eq!(reads(mark), 0, "verified once, trusted after");
+    assert!(changes(&lab, mark).is_empty());
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::apply::{ApplyContext, Budget, apply};
 use super::clients::{Clients, ClientsError};
 use super::desire::{ClusterObservation, DesireSettings, desire};
-use super::model::{Desired, ManagedTree};
+use super::model::{Desired, FingerprintKey, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
@@ -113,7 +113,8 @@ impl Engine {
             .collect();
         Ok(Engine {
             policy: notes_policy(&settings),
-            store: StateStore::new(&settings.state_dir),
+            store: StateStore::new(&settings.state_dir)
+                .with_fingerprint_key(fingerprint_key(&settings)),
             hostname: crate::host::short_hostname(),
             admin: tokio::sync::OnceCell::new(),
             keyring,
@@ -330,6 +331,18 @@ fn remember_addresses(
             );
         }
     }
+}
+
+/// The state fingerprints' key comes from a secret the state file does not
+/// hold: the first encryption key, else the Guacamole password. Changing it
+/// costs one parameter read per owned connection, no writes.
+fn fingerprint_key(settings: &Settings) -> FingerprintKey {
+    let secret = settings
+        .encryption
+        .keys
+        .first()
+        .unwrap_or(&settings.guacamole.password);
+    FingerprintKey::derive(secret.expose())
 }
 
 pub fn notes_policy(settings: &Settings) -> NotesPolicy {

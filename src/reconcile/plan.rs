@@ -294,7 +294,7 @@ pub fn parameters_needed(
         match st.connections.get(&identity.key()) {
             Some(owned) if owned.id == *id => {
                 let due = now.saturating_sub(owned.verified_at) >= s.verify_interval.as_secs();
-                if due || owned.fingerprint != wish.params.fingerprint(&st.salt) {
+                if due || owned.fingerprint != wish.params.fingerprint(&st.fingerprint_key) {
                     ids.insert(id.clone());
                 }
             }
@@ -514,7 +514,9 @@ fn diff(
         }
         None => {
             let last = st.connections.get(&wish.identity.key());
-            if last.map(|o| o.fingerprint.as_str()) != Some(&wish.params.fingerprint(&st.salt)) {
+            if last.map(|o| o.fingerprint.as_str())
+                != Some(&wish.params.fingerprint(&st.fingerprint_key))
+            {
                 changes.push(Change::ParametersChanged);
             }
         }
@@ -532,7 +534,7 @@ fn update_reason(
         return "adopted: existing connection differs from the notes".to_owned();
     };
     // The wish is what the daemon last wrote, so Guacamole was edited.
-    let wish_unchanged = last.fingerprint == wish.params.fingerprint(&st.salt)
+    let wish_unchanged = last.fingerprint == wish.params.fingerprint(&st.fingerprint_key)
         && last.name == wish.name
         && last.group == wish.group;
     if wish_unchanged {
