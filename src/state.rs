@@ -30,6 +30,10 @@ pub struct State {
     /// the store, never written to the file.
     #[serde(skip)]
     pub fingerprint_key: FingerprintKey,
+    /// The Guacamole the ownership records below were written for; `None`
+    /// in files of format 1 and before the first write.
+    #[serde(default)]
+    pub guacamole: Option<GuacamoleBinding>,
     /// Identity key → the connection the daemon owns for it.
     #[serde(default)]
     pub connections: BTreeMap<String, OwnedConnection>,
@@ -61,6 +65,17 @@ pub struct OwnedConnection {
     pub group: Vec<String>,
 }
 
+/// What ties ownership records to one Guacamole: its API base, the data
+/// source, and the identifier the server gave the managed root group. A
+/// rebuilt or restored database, another server or a re-created root group
+/// gives another binding (identifiers restart, so ids alone prove nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuacamoleBinding {
+    pub api: String,
+    pub data_source: String,
+    pub root_group_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CachedAddress {
     pub address: String,
@@ -73,6 +88,7 @@ impl State {
         State {
             version: FORMAT_VERSION,
             fingerprint_key: FingerprintKey::random(),
+            guacamole: None,
             connections: BTreeMap::new(),
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),

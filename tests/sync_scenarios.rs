@@ -894,13 +894,29 @@ async fn a_config_answer_with_non_string_notes_deletes_nothing() {
 
 #[tokio::test]
 async fn a_stale_state_never_reclaims_an_outside_connection_that_reuses_an_id() {
+    stale_state_meets_a_rebuilt_guacamole(false).await;
+}
+
+#[tokio::test]
+async fn an_unbound_state_reclaims_outside_only_what_still_matches_its_fingerprint() {
+    // Without the binding (a format-1 file) the fingerprint alone decides.
+    stale_state_meets_a_rebuilt_guacamole(true).await;
+}
+
+async fn stale_state_meets_a_rebuilt_guacamole(drop_binding: bool) {
     // A rebuilt Guacamole (ids restart) holds a hand-made `Servers/NAME`
     // with the id the old state recorded for NAME: it must stay theirs.
     let first = lab(seed()).await;
     let setup = config(&first, SYNC);
     cycle(&engine(&setup)).await;
     let old_id: u64 = conn_id(&first, "admin@web01-ssh").parse().unwrap();
-    let state = std::fs::read(setup.dir.path().join("state/state.json")).unwrap();
+    let mut state = std::fs::read(setup.dir.path().join("state/state.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert!(json["guacamole"]["root_group_id"].is_string(), "{json:#}");
+    if drop_binding {
+        json.as_object_mut().unwrap().remove("guacamole");
+        state = serde_json::to_vec(&json).unwrap();
+    }
 
     let mut seed = seed();
     seed.guacamole = seed
@@ -985,5 +1001,44 @@ async fn old_salted_fingerprints_are_re_verified_once_without_writes() {
     let mark = lab.request_mark();
     cycle(&engine).await;
     assert_eq!(reads(mark), 0, "verified once, trusted after");
+    assert!(changes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn lost_ownership_heals_while_a_guest_is_held() {
+    // State lost (or a save failed after the writes) while one guest has a
+    // bad block: the others' connections sit exactly where creates would go
+    // and match what the daemon would write, so they are adopted, not
+    // re-created into duplicate_name failures every cycle.
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let ids: Vec<String> = EXPECTED.iter().map(|n| conn_id(&lab, n)).collect();
+    let pve = lab.proxmox("lab");
+    let notes = pve.notes(101).unwrap();
+    pve.set_notes(101, &notes.replace("ssh_port", "ssh_port:\"0\" x_port"));
+    std::fs::remove_file(setup.dir.path().join("state/state.json")).unwrap();
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        changes(&lab, mark),
+        Vec::<String>::new(),
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    assert_eq!(report.summary.unchanged, 5, "{:#?}", report.plan);
+    assert_eq!(
+        EXPECTED
+            .iter()
+            .map(|n| conn_id(&lab, n))
+            .collect::<Vec<_>>(),
+        ids
+    );
+    // Ownership is recorded again: the next cycle reads nothing more.
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.unchanged, 5);
     assert!(changes(&lab, mark).is_empty());
 }

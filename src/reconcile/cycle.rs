@@ -16,7 +16,9 @@ use super::desire::{ClusterObservation, DesireSettings, desire};
 use super::model::{Desired, FingerprintKey, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, fill_parameters, observe_cluster, observe_tree};
-use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
+use super::plan::{
+    Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed, plan,
+};
 use super::record::{CycleSummary, Outcome, record};
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
@@ -164,17 +166,25 @@ impl Engine {
 
         let guac = &self.clients.guacamole;
         let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
+        let session = guac.login().await?;
+        let (api, data_source) = (session.base_url.as_str(), session.data_source.as_str());
+        if let Some(message) = check_binding(&mut st, api, data_source, &tree) {
+            warn!("{message}");
+        }
         // Objects deleted by hand (or by a cycle whose record was lost) leave
         // nothing to own; their identities get created afresh if desired.
         st.connections.retain(|_, o| tree.find(&o.id).is_some());
         st.orphan_since
             .retain(|id, _| tree.connections.contains_key(id));
+        let to_claim = claim_reads(&want, &tree, &st);
+        let mut read_failures = fill_parameters(guac, &mut tree, &to_claim).await;
         let claims = claim(&want, &tree, &st);
-        let ids = if verify_all {
+        let mut ids: std::collections::BTreeSet<String> = if verify_all {
             claims.owned.values().cloned().collect()
         } else {
             parameters_needed(&want, &claims, &st, now, &self.plan_settings(false))
         };
+        ids.retain(|id| tree.find(id).is_some_and(|c| c.params.is_none()));
         for w in &want.warnings {
             warn!("{}", w.message);
         }
@@ -184,7 +194,7 @@ impl Engine {
             .chain(&want.warnings)
             .map(|p| p.message.clone())
             .collect();
-        let read_failures = fill_parameters(guac, &mut tree, &ids).await;
+        read_failures.extend(fill_parameters(guac, &mut tree, &ids).await);
         // A cluster that could not be fully observed, or a parameter set that
         // could not be read, means the cycle did not converge.
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
@@ -193,6 +203,7 @@ impl Engine {
         let the_plan = plan(&want, &tree, &st, now, &self.plan_settings(prune_groups));
 
         let mut root_created = false;
+        let mut root_now = tree.root_id.clone();
         let outcome = match mode {
             Mode::PlanOnly => Outcome::default(),
             Mode::DryRun | Mode::Apply => {
@@ -205,7 +216,9 @@ impl Engine {
                         // The root group is a write too.
                         max_changes -= 1;
                         root_created = true;
-                        self.create_root().await?
+                        let id = self.create_root().await?;
+                        root_now = Some(id.clone());
+                        id
                     }
                 };
                 let writer = ProxmoxNotesWriter {
@@ -235,6 +248,9 @@ impl Engine {
             summary.pending = the_plan.actions.len();
         }
         if mode == Mode::Apply {
+            if let Some(root) = &root_now {
+                st.guacamole = Some(binding(api, data_source, root));
+            }
             remember_addresses(&observed, &mut st.addresses, now);
             self.store.save(&st)?;
         }
