@@ -440,14 +440,36 @@ impl GuacamoleClient {
                     }
                 },
                 Ok(resp) => match ErrorBody::parse(&resp.body).and_then(|b| b.patches) {
-                    Some(patches) if resp.status == 400 => parse_patch_failure(chunk, &patches),
+                    Some(patches) if resp.status == 400 => {
+                        let secrets = call.body.as_ref().map(secret_values).unwrap_or_default();
+                        parse_patch_failure(chunk, &patches)
+                            .into_iter()
+                            .map(|r| match r {
+                                OpResult::Failed { error } => OpResult::Failed {
+                                    error: error.redacted(&secrets),
+                                },
+                                other => other,
+                            })
+                            .collect()
+                    }
                     _ => {
                         // The whole request failed and was rolled back (a 500
                         // from an unknown parent, a 413, …) without naming
                         // the entry. Rather than let one bad entry block the
                         // others on every cycle, isolate it: send this chunk
                         // again one object at a time.
-                        let err = map_error(&resp);
+                        let err = call_error(&call, &resp);
+                        // A gateway error (502/503/504 from a proxy, or a 5xx
+                        // without Guacamole's error body) does not say
+                        // whether the batch applied: resending its entries
+                        // could duplicate them. Unknown; the batch stops and
+                        // the next cycle plans from a fresh tree.
+                        if is_ambiguous(resp.status, &err) {
+                            stopped_by = Some(err.clone());
+                            let unknown = OpResult::Unknown { error: err };
+                            results.splice(range, vec![unknown; chunk.len()]);
+                            break;
+                        }
                         // A ≤1.5 server refuses adds/replaces (501, or 400
                         // text/plain for object values): after a downgrade
                         // under a live session, re-probe before falling back.
@@ -654,7 +676,7 @@ impl GuacamoleClient {
     async fn create(&self, call: &Call<'_>) -> Result<String, GuacamoleError> {
         let resp = self.execute(call).await?;
         if !resp.is_success() {
-            return Err(map_error(&resp));
+            return Err(call_error(call, &resp));
         }
         let created: Created = resp
             .json()
@@ -667,7 +689,7 @@ impl GuacamoleClient {
         if resp.is_success() {
             Ok(())
         } else {
-            Err(map_error(&resp))
+            Err(call_error(call, &resp))
         }
     }
 
@@ -867,6 +889,50 @@ impl GuacamoleClient {
 /// `Permission Denied.` (capital D): the token is missing, unknown or expired.
 fn is_expired_token(resp: &HttpResponse) -> bool {
     resp.status == 403 && matches!(map_error(resp), GuacamoleError::InvalidToken)
+}
+
+/// The error of a call's answer, with every secret value of the call's
+/// body removed: servers and proxies echo request bodies in their messages
+/// (a JSON parse error quoting the input), and these texts reach logs and
+/// audit events.
+fn call_error(call: &Call<'_>, resp: &HttpResponse) -> GuacamoleError {
+    let err = map_error(resp);
+    match &call.body {
+        Some(body) => err.redacted(&secret_values(body)),
+        None => err,
+    }
+}
+
+/// Values of secret-named fields (`password`, `*-passphrase`, …) anywhere
+/// in a JSON request body.
+fn secret_values(body: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![body];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::String(s)
+                            if !s.is_empty() && crate::notes::settings::is_secret_name(k) =>
+                        {
+                            out.push(s.clone())
+                        }
+                        other => stack.push(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a failed directory PATCH may still have been applied.
+fn is_ambiguous(status: u16, err: &GuacamoleError) -> bool {
+    matches!(status, 502..=504)
+        || (status >= 500 && matches!(err, GuacamoleError::UnexpectedResponse { .. }))
 }
 
 fn map_error(resp: &HttpResponse) -> GuacamoleError {
