@@ -944,8 +944,10 @@ fn v48_audio_servername_is_denied() {
 
 #[test]
 fn v49_wol_broadcast_must_lie_in_the_allowed_ranges() {
-    let mut policy = NotesPolicy::default();
-    policy.allowed_networks = vec!["10.0.0.0/24".parse().unwrap()];
+    let policy = NotesPolicy {
+        allowed_networks: vec!["10.0.0.0/24".parse().unwrap()],
+        ..NotesPolicy::default()
+    };
     let (conns, errors) = resolve_with(
         "user:a pass:b protos:rdp wol_settings:\"send-packet=true,broadcast-addr=10.0.0.255\";",
         &policy,
@@ -984,8 +986,10 @@ fn v49_wol_broadcast_must_lie_in_the_allowed_ranges() {
 
 #[test]
 fn v49b_operator_allowed_address_settings_are_checked_too() {
-    let mut policy = NotesPolicy::default();
-    policy.allowed_networks = vec!["10.0.0.0/24".parse().unwrap()];
+    let mut policy = NotesPolicy {
+        allowed_networks: vec!["10.0.0.0/24".parse().unwrap()],
+        ..NotesPolicy::default()
+    };
     policy
         .extra_allowed_settings
         .insert(Protocol::Rdp, ["gateway-hostname".to_owned()].into());
