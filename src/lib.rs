@@ -3,8 +3,10 @@
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod discovery;
 pub mod guacamole;
+pub mod health;
 pub mod host;
 pub mod http;
 pub mod notes;
@@ -12,4 +14,5 @@ pub mod proxmox;
 pub mod reconcile;
 pub mod secret;
 pub mod state;
+pub mod systemd;
 pub mod telemetry;

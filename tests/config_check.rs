@@ -130,6 +130,10 @@ fn the_example_file_validates() {
         "sync: every 5m ±10 %, writes enabled, at most 100 changes per cycle, prune after 1h"
     ));
     assert!(run.stdout.contains("encryption: 1 key(s)"));
+    assert!(
+        run.stdout
+            .contains("health: off (no metrics or health listener)")
+    );
     assert_eq!(run.stderr, "", "the example must produce no warnings");
 }
 

@@ -203,6 +203,89 @@ async fn retry_after_longer_than_the_cap_returns_the_answer() {
 }
 
 #[tokio::test]
+async fn a_long_retry_after_is_honoured_by_every_later_request() {
+    let lab = lab().await;
+    let http = Http::new(config(pinned(&lab))).unwrap(); // cap 2 s
+    lab.faults("lab").add(
+        FaultRule::retry_after(503, 30)
+            .path_prefix("/api2/json/version")
+            .times(1),
+    );
+    let resp = http.execute(version_request(&lab)).await.unwrap();
+    assert_eq!(resp.status, 503);
+    let left = http.paused_for().expect("the client is paused");
+    assert!(
+        left > Duration::from_secs(28) && left <= Duration::from_secs(30),
+        "{left:?}"
+    );
+    // Not dropped: the next request is refused without reaching the server.
+    let err = http.execute(version_request(&lab)).await.unwrap_err();
+    assert_eq!(err.label(), "paused", "{err}");
+    assert!(err.never_sent());
+    assert_eq!(proxmox_requests(&lab), 1);
+}
+
+#[tokio::test]
+async fn a_retry_after_pauses_the_whole_client_not_one_request() {
+    let lab = lab().await;
+    let http = Http::new(config(pinned(&lab))).unwrap();
+    lab.faults("lab").add(
+        FaultRule::retry_after(429, 1)
+            .path_prefix("/api2/json/version")
+            .times(1),
+    );
+    let first = {
+        let http = http.clone();
+        let req = version_request(&lab);
+        tokio::spawn(async move { http.execute(req).await })
+    };
+    // Wait until the 429 has arrived, then send another request.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while http.paused_for().is_none() {
+        assert!(Instant::now() < deadline, "no pause was set");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let (id, secret) = lab.proxmox("lab").primary_token();
+    let url = format!("{}/api2/json/nodes", lab.proxmox_url("lab"))
+        .parse()
+        .unwrap();
+    let other = HttpRequest::new(Method::GET, url, "GET /nodes")
+        .header("Authorization", format!("PVEAPIToken={id}={secret}"));
+    assert_eq!(http.execute(other).await.unwrap().status, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700),
+        "another request must wait for the pause too, waited {waited:?}"
+    );
+    assert_eq!(first.await.unwrap().unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_retry_pause_early() {
+    let lab = lab().await;
+    let mut cfg = config(pinned(&lab));
+    cfg.retry.cap = Duration::from_secs(10);
+    let cancel = cfg.cancel.clone();
+    let http = Http::new(cfg).unwrap();
+    lab.faults("lab").add(
+        FaultRule::retry_after(503, 8)
+            .path_prefix("/api2/json/version")
+            .times(1),
+    );
+    let started = Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let err = http.execute(version_request(&lab)).await.unwrap_err();
+    assert_eq!(err.label(), "cancelled", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(proxmox_requests(&lab), 1);
+    canceller.await.unwrap();
+}
+
+#[tokio::test]
 async fn retry_after_as_http_date() {
     let lab = lab().await;
     let http = Http::new(config(pinned(&lab))).unwrap();

@@ -784,24 +784,22 @@ fn v51_group_path() {
 
 #[test]
 fn v52_access_only_where_configuration_allows() {
-    assert_eq!(
-        only_error("user:a pass:b protos:ssh access:\"user:alice\";"),
-        (
-            1,
-            Some("access"),
-            BlockErrorKind::AccessNotAllowed {
-                kind: "user",
-                name: "alice".into()
-            }
-        )
+    // A name the configuration does not allow is left out; the block's
+    // connections are still made (the engine warns about the name).
+    let (conns, errors) = resolve_with(
+        "user:a pass:b protos:ssh access:\"user:alice\";",
+        &NotesPolicy::default(),
     );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(conns.len(), 1);
+    assert!(conns[0].access.is_empty());
     let policy = NotesPolicy {
         grantable_users: ["alice".to_owned()].into(),
         grantable_groups: ["ops".to_owned()].into(),
         ..Default::default()
     };
     let (conns, errors) = resolve_with(
-        "user:a pass:b protos:ssh access:\"user:alice, group:ops\";",
+        "user:a pass:b protos:ssh access:\"user:alice, group:ops, user:mallory\";",
         &policy,
     );
     assert!(errors.is_empty());

@@ -205,6 +205,36 @@ async fn notes_write_is_guarded_by_the_digest() {
     );
 }
 
+/// A real node splits form pairs on `;` as well as `&` and cuts a value at
+/// a raw `=` (pve-http-server `decode_urlencoded`); the lab does the same.
+/// Notes hold `;` after every block and passwords hold `=`: the client must
+/// percent-encode them, so they come back byte for byte.
+#[tokio::test]
+async fn notes_with_separators_round_trip_byte_exact() {
+    let lab = example_lab().await;
+    let pve = client(&lab);
+    let cluster = lab.proxmox("lab");
+    let notes = "Reception PC; desk 4 & 5\n\
+                 user:\"admin\" pass:\"a=b;c&d+e%41 f==\" protos:\"rdp\";\n\
+                 user:\"root\" pass:\"=;&\" protos:\"ssh\"; é ☃ 50%25";
+    for (node, kind, vmid, stored) in [
+        ("pve1", GuestKind::Qemu, 100, notes.to_string()),
+        ("pve2", GuestKind::Lxc, 201, format!("{notes}\n")),
+    ] {
+        let cfg = pve.config(node, kind, vmid).await.unwrap();
+        pve.set_notes(node, kind, vmid, notes, Some(&cfg.digest))
+            .await
+            .unwrap();
+        assert_eq!(cluster.notes(vmid).as_deref(), Some(stored.as_str()));
+        let read = pve.config(node, kind, vmid).await.unwrap();
+        assert_eq!(read.notes.as_deref(), Some(stored.as_str()));
+    }
+    // Query strings too: the asked path comes back as the answer's key.
+    let odd = "/vms;x=1&y";
+    let perms = pve.permissions(Some(odd)).await.unwrap();
+    assert_eq!(perms.0.keys().collect::<Vec<_>>(), [odd]);
+}
+
 #[tokio::test]
 async fn locked_guest_refuses_notes() {
     let lab = example_lab().await;
@@ -311,9 +341,24 @@ async fn missing_privilege_is_named() {
 #[tokio::test]
 async fn privilege_checks_for_test_auth() {
     let lab = example_lab().await;
+    let mark = lab.request_mark();
     let full = client(&lab).check_privileges(&Feature::ALL).await.unwrap();
     assert_eq!(full.len(), 5);
     assert!(full.iter().all(|c| c.passed), "{full:#?}");
+    // One `path=` question per checked path, no whole-tree dump.
+    let mut asked: Vec<String> = lab
+        .requests_since(mark)
+        .iter()
+        .filter(|r| r.path.ends_with("/access/permissions"))
+        .map(|r| {
+            r.params
+                .iter()
+                .find(|(k, _)| k == "path")
+                .map_or_else(|| "(none)".to_string(), |(_, v)| v.clone())
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["/", "/vms"]);
 
     let auditor = client_with(
         &lab,
@@ -343,6 +388,56 @@ async fn privilege_checks_for_test_auth() {
         agent.privilege,
         "VM.GuestAgent.Audit|VM.GuestAgent.Unrestricted"
     );
+}
+
+/// A privsep token granted only on a pool, whose owner holds `/vms`: a real
+/// node intersects (token path ∪ pool roles) with the owner's privileges on
+/// each guest, so the pool's guests are visible and `test-auth` says so.
+#[tokio::test]
+async fn a_token_granted_through_a_pool_sees_the_pool_guests() {
+    let secret = "0d0d0d0d-1111-4222-8333-444444444444";
+    let lab = start(vec![
+        ClusterSeed::example("lab")
+            .user("pooled@pve")
+            .token(TokenSeed::new("pooled@pve", "desk", secret))
+            .acl("/vms", "pooled@pve", "PVEVMAdmin")
+            .acl("/pool/prod", "pooled@pve!desk", "PVEVMUser"),
+    ])
+    .await;
+    let pooled = client_with(
+        &lab,
+        vec![lab.proxmox_url("lab")],
+        "pooled@pve!desk",
+        secret,
+    );
+    let guests = pooled.cluster_resources().await.unwrap();
+    let mut seen: Vec<u32> = guests.iter().map(|g| g.vmid).collect();
+    seen.sort_unstable();
+    let mut in_pool: Vec<u32> = lab
+        .proxmox("lab")
+        .guests()
+        .iter()
+        .filter(|g| g.pool.as_deref() == Some("prod"))
+        .map(|g| g.vmid)
+        .collect();
+    in_pool.sort_unstable();
+    assert!(!in_pool.is_empty());
+    assert_eq!(seen, in_pool);
+    let checks = pooled
+        .check_privileges(&[Feature::Inventory, Feature::NoteWriteBack])
+        .await
+        .unwrap();
+    assert!(checks[0].passed, "{checks:#?}");
+    assert!(
+        checks[0].detail.starts_with(&format!(
+            "granted only on {} path(s) below /vms",
+            in_pool.len()
+        )),
+        "{}",
+        checks[0].detail
+    );
+    // PVEVMUser lacks VM.Config.Options, so the intersection does too.
+    assert!(!checks[1].passed, "{checks:#?}");
 }
 
 #[tokio::test]

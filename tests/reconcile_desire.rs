@@ -1,8 +1,9 @@
 //! The pure desire stage: notes + addresses + configuration → the wish.
 
+use pve_guac_sync::config::WolSettings;
 use pve_guac_sync::config::{Filter, Grouping, Selector};
 use pve_guac_sync::crypto::Keyring;
-use pve_guac_sync::discovery::AddressEvidence;
+use pve_guac_sync::discovery::{AddressEvidence, DiscoveryStep};
 use pve_guac_sync::notes::NotesPolicy;
 use pve_guac_sync::reconcile::desire::*;
 use pve_guac_sync::reconcile::model::{GuestKey, GuestKind, HoldReason};
@@ -35,6 +36,10 @@ fn guest(vmid: u32, notes: &str, address: Option<&str>) -> GuestObservation {
             },
             None => AddressEvidence::unknown("agent not running"),
         },
+        uptime: Some(100),
+        lock: None,
+        ha_managed: false,
+        discovery: DiscoveryStep::Asked,
     }
 }
 
@@ -43,6 +48,7 @@ struct Fixture {
     keyring: Keyring,
     selector: Selector,
     clusters: Vec<String>,
+    wol: WolSettings,
 }
 
 impl Fixture {
@@ -52,6 +58,7 @@ impl Fixture {
             keyring: Keyring::new(&[Secret::new("correct horse battery staple")]).unwrap(),
             selector: Selector::default(),
             clusters: vec!["lab".into()],
+            wol: WolSettings::default(),
         }
     }
 
@@ -64,6 +71,7 @@ impl Fixture {
             hostname: "daemonhost",
             auto_encrypt,
             clusters: &self.clusters,
+            wol: &self.wol,
         }
     }
 }
@@ -294,4 +302,46 @@ fn a_group_name_longer_than_guacamole_allows_is_a_block_error() {
     );
     assert!(want.connections.is_empty());
     assert_eq!(want.held.values().next(), Some(&HoldReason::BlockError));
+}
+
+#[test]
+fn wake_on_lan_parameters_from_net0_config_and_notes() {
+    let mut fx = Fixture::new();
+    let notes = "user:\"a\" pass:\"p\" protos:\"rdp\";\n\
+                 user:\"b\" pass:\"p\" protos:\"vnc\" wol_settings:\"broadcast-addr=192.0.2.255,wait-time=30\";\n\
+                 user:\"c\" pass:\"p\" protos:\"ssh\" wol_disabled:\"true\";";
+    let obs = cluster(vec![guest(100, notes, Some("192.0.2.10"))]);
+    let want = desire(&obs, &fx.settings(Grouping::None, false));
+    let params = |user: &str| {
+        want.connections
+            .values()
+            .find(|c| c.identity.user == user)
+            .unwrap()
+            .params
+            .clone()
+    };
+    let a = params("a");
+    assert_eq!(a.get("wol-send-packet").unwrap().expose(), "true");
+    assert_eq!(a.get("wol-mac-addr").unwrap().expose(), "bc:24:11:00:00:01");
+    assert_eq!(
+        a.get("wol-broadcast-addr").unwrap().expose(),
+        "255.255.255.255"
+    );
+    assert_eq!(a.get("wol-udp-port").unwrap().expose(), "9");
+    assert!(a.get("wol-wait-time").is_none());
+    let b = params("b");
+    assert_eq!(b.get("wol-broadcast-addr").unwrap().expose(), "192.0.2.255");
+    assert_eq!(b.get("wol-wait-time").unwrap().expose(), "30");
+    let c = params("c");
+    assert!(c.get("wol-send-packet").is_none() && c.get("wol-mac-addr").is_none());
+
+    // Turned off in the configuration: nothing automatic.
+    fx.wol.enabled = false;
+    let want = desire(&obs, &fx.settings(Grouping::None, false));
+    let a = want
+        .connections
+        .values()
+        .find(|c| c.identity.user == "a")
+        .unwrap();
+    assert!(a.params.get("wol-send-packet").is_none());
 }

@@ -132,7 +132,7 @@ impl Server {
                     self.conns.retain(|_, c| !c.1.starts_with(path));
                     None
                 }
-                Action::RewriteNotes { .. } => None,
+                Action::RewriteNotes { .. } | Action::Grant(_) => None,
             };
             self.writes += 1;
             results.push(ActionResult::Done { id });

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::config::{ApiSettings, Settings};
+use crate::config::{ApiSettings, HealthSettings, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -108,7 +108,22 @@ pub fn summary(s: &Settings) -> String {
         s.logging.format.as_str(),
         s.logging.level
     ));
+    out.push_str(&health_line(&s.health));
     out
+}
+
+fn health_line(h: &HealthSettings) -> String {
+    match h.listen {
+        None => "health: off (no metrics or health listener)\n".to_owned(),
+        Some(addr) => format!(
+            "health: http://{addr}/ (/healthz, /readyz, /metrics){}\n",
+            if h.exposed() {
+                ", NOT loopback: reachable from other hosts"
+            } else {
+                ""
+            }
+        ),
+    }
 }
 
 fn api_line(api: &ApiSettings) -> String {

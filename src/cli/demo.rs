@@ -111,11 +111,21 @@ fn step(title: &str) {
 
 fn show(report: &CycleReport, problems: bool) {
     for (a, r) in report.plan.actions.iter().zip(&report.outcome.results) {
+        // A create learns its identifier when applied; others name it already.
+        let id = match r {
+            crate::reconcile::record::ActionResult::Done { id: Some(id) }
+                if a.action.guacamole_id().is_none() =>
+            {
+                Some(id.as_str())
+            }
+            _ => None,
+        };
         println!(
-            "   {} — {}  [{}]",
+            "   {} — {}  [{}{}]",
             a.action.describe(),
             a.reason,
-            result_word(r)
+            result_word(r),
+            id.map(|id| format!(", id {id}")).unwrap_or_default()
         );
     }
     for k in &report.plan.kept {

@@ -62,7 +62,7 @@ pub fn load_key_file(path: &Path) -> anyhow::Result<Keyring> {
 
 /// One line from a terminal with echo off, or all of a piped stdin; the final
 /// line ending is dropped.
-fn read_password() -> anyhow::Result<Secret> {
+pub(crate) fn read_password() -> anyhow::Result<Secret> {
     let stdin = std::io::stdin();
     let mut text = String::new();
     if stdin.is_terminal() {

@@ -26,6 +26,8 @@ pub struct Args {
 pub enum NotesCommand {
     /// Check notes read on stdin and list the connections they yield.
     Lint(LintArgs),
+    /// Add a credential block (password encrypted) to a guest's notes.
+    Add(super::notes_add::AddArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,9 +55,10 @@ pub struct LintArgs {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<i32> {
+pub async fn run(args: Args, config: &std::path::Path) -> anyhow::Result<i32> {
     match args.command {
         NotesCommand::Lint(lint) => run_lint(lint),
+        NotesCommand::Add(add) => super::notes_add::run(add, config).await,
     }
 }
 

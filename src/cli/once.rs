@@ -22,8 +22,20 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     } else {
         Mode::Apply
     };
-    let result = engine.cycle(mode, false).await;
+    // Guests a crashed run left powered up go back first.
+    engine.restore_power_journal().await;
+    // SIGTERM ends the cycle (its power-ups mid-way too); the journal below
+    // still puts every guest back before exit.
+    let result = tokio::select! {
+        r = engine.cycle(mode, false) => Some(r),
+        _ = terminated() => None,
+    };
+    let failed_restores = engine.restore_power_journal().await;
     engine.close().await;
+    let Some(result) = result else {
+        eprintln!("terminated: guests powered up were restored ({failed_restores} failed)");
+        return Ok(1);
+    };
     let report = match result {
         Ok(report) => report,
         // The configuration was fine; the servers were not: an error of
@@ -41,6 +53,15 @@ pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     Ok(exit_code(&report))
 }
 
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
 pub fn exit_code(report: &CycleReport) -> i32 {
     let s = &report.summary;
     if s.errors > 0 {
@@ -55,13 +76,14 @@ pub fn exit_code(report: &CycleReport) -> i32 {
 pub fn text_summary(r: &CycleReport) -> String {
     let s = &r.summary;
     let mut out = format!(
-        "created {}, updated {}, deleted {}, unchanged {}, kept {}, notes rewritten {}, pending {}, errors {}{} ({} ms)\n",
+        "created {}, updated {}, deleted {}, unchanged {}, kept {}, notes rewritten {}, permissions changed {}, pending {}, errors {}{} ({} ms)\n",
         s.created,
         s.updated,
         s.deleted,
         s.unchanged,
         s.kept,
         s.notes_rewritten,
+        s.grants_changed,
         s.pending,
         s.errors,
         if s.dry_run { ", dry run" } else { "" },

@@ -18,6 +18,9 @@ pub async fn run(_args: Args, config: &Path) -> anyhow::Result<i32> {
     if settings.sync.auto_encrypt && !settings.encryption.keys.is_empty() {
         features.push(Feature::NoteWriteBack);
     }
+    if settings.discovery.power_up.enabled {
+        features.push(Feature::PowerUp);
+    }
     let mut ok = true;
     for (name, client) in &clients.proxmox {
         println!("Proxmox cluster {name}:");
@@ -50,6 +53,7 @@ pub async fn run(_args: Args, config: &Path) -> anyhow::Result<i32> {
                     ok = false;
                 }
             }
+            ok &= access_checks(clients, settings).await;
         }
         Err(e) => {
             println!("  FAIL login: {e} ({})", e.label());
@@ -66,4 +70,25 @@ pub async fn run(_args: Args, config: &Path) -> anyhow::Result<i32> {
         }
     );
     Ok(if ok { 0 } else { 1 })
+}
+
+/// The users and groups `access:` names exist and the account may change
+/// their permissions.
+async fn access_checks(clients: &Clients, settings: &crate::config::Settings) -> bool {
+    let root = &settings.guacamole.root_group;
+    match crate::reconcile::grants::check_access(&clients.guacamole, &settings.access, root).await {
+        Ok(checks) => {
+            for c in &checks {
+                println!("  {c}");
+            }
+            checks.iter().all(|c| c.granted)
+        }
+        Err(e) => {
+            println!(
+                "  FAIL access permissions could not be read: {e} ({})",
+                e.label()
+            );
+            false
+        }
+    }
 }

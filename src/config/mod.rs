@@ -5,7 +5,11 @@
 //! Every problem names the file, the line and the key path, and all of them
 //! are reported together. No secret value ever appears in a message.
 
+mod access;
 mod decode;
+mod discovery;
+mod external;
+mod health;
 mod perms;
 mod problem;
 mod raw;
@@ -17,6 +21,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use access::{AccessRule, AccessSettings};
+pub use discovery::{DiscoverySettings, PowerUpSettings, ProbeSettings, SourceKind, WolSettings};
+pub use external::ExternalHost;
+pub use health::HealthSettings;
 pub use problem::Problem;
 pub(crate) use secrets::read_small_regular_file;
 pub use secrets::{Environment, ProcessEnvironment};
@@ -131,6 +139,27 @@ impl Settings {
         }
         out
     }
+}
+
+/// The `state_dir` a configuration file names (or the default), without
+/// validating the rest or reading any secret: for `sync-now`, which runs
+/// where the service's credentials are not available.
+pub fn state_dir_of(path: &Path) -> Result<PathBuf, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let decoded = decode::decode(&text, path);
+    let Some(raw) = decoded.raw else {
+        return Err(ConfigError::Invalid {
+            problems: decoded.problems,
+        });
+    };
+    Ok(raw
+        .state_dir
+        .map(|at| PathBuf::from(at.value.0))
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
 }
 
 /// A file holding inline secrets must be readable by its owner only.

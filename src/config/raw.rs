@@ -21,6 +21,10 @@ pub(crate) struct RawConfig {
     pub encryption: Option<At<RawEncryption>>,
     pub state_dir: Option<At<Text>>,
     pub logging: Option<At<RawLogging>>,
+    pub health: Option<At<super::health::RawHealth>>,
+    pub access: Option<At<super::access::RawAccess>>,
+    pub discovery: Option<At<super::discovery::RawDiscovery>>,
+    pub external: Option<At<Vec<At<super::external::RawExternal>>>>,
 }
 
 #[derive(Debug, Deserialize)]

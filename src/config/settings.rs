@@ -14,7 +14,7 @@ use super::problem::Problem;
 use super::selector::Selector;
 use crate::secret::Secret;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The file these settings came from (for messages and reloads).
     pub file: PathBuf,
@@ -25,17 +25,24 @@ pub struct Settings {
     /// Daemon state (identity map, address cache, power journal).
     pub state_dir: PathBuf,
     pub logging: LoggingSettings,
+    /// Metrics and health listener.
+    pub health: super::health::HealthSettings,
+    /// `access:`: who may use the synced connections.
+    pub access: super::access::AccessSettings,
+    pub discovery: super::discovery::DiscoverySettings,
+    /// Hosts that are not Proxmox guests (`external:`).
+    pub external: Vec<super::ExternalHost>,
     /// Accepted but worth telling the operator (e.g. `insecure: true`).
     pub warnings: Vec<Problem>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxmoxSettings {
     /// At least one; names are unique.
     pub clusters: Vec<ClusterSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSettings {
     /// Short name used in identities, logs and the `{cluster}` placeholder.
     pub name: String,
@@ -47,7 +54,7 @@ pub struct ClusterSettings {
     pub api: ApiSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GuacamoleSettings {
     /// Origin of the Guacamole server (path `/`).
     pub url: Url,
@@ -159,7 +166,7 @@ pub struct RetrySettings {
     pub max_delay: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncSettings {
     pub interval: Duration,
     /// Each wait is `interval × (1 ± jitter)`; 0 ≤ jitter ≤ 0.5.
@@ -243,7 +250,7 @@ impl Grouping {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncryptionSettings {
     /// Fernet keys or legacy passphrases; the first encrypts, all decrypt.
     pub keys: Vec<Secret>,

@@ -1,18 +1,28 @@
-//! Address discovery: where a guest's IPv4 address comes from. Every source
-//! sits behind [`AddressSource`], so new ones (ARP table, power-up) plug in
-//! without touching `desire` or `plan`. The choice among candidate addresses
-//! is pure ([`pick_ipv4`]) and honours the allowed ranges.
+//! Address discovery and power-up tasks: where a guest's IPv4 address comes
+//! from, when it is asked again, and starting a stopped guest briefly to
+//! learn it. Every source sits behind [`AddressSource`] and they are asked
+//! in the configured order (`discovery.sources`), so new ones plug in
+//! without touching `desire` or `plan`.
 
+pub mod arp;
+pub mod filter;
+pub mod power;
+pub mod probe;
+pub mod schedule;
 pub mod sources;
+pub mod wol;
 
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::pin::Pin;
 
-use ipnet::IpNet;
 use serde::Serialize;
 
+pub use filter::{AddressRules, in_ranges, pick_address, usable};
+
+use crate::proxmox::{AgentSetting, MacAddr};
 use crate::reconcile::model::{GuestKey, GuestKind};
+use crate::state::CachedAddress;
 
 /// What a source needs to know about a guest.
 #[derive(Debug, Clone)]
@@ -21,10 +31,16 @@ pub struct GuestFacts {
     pub kind: GuestKind,
     pub node: String,
     pub running: bool,
-    /// MAC of `net0`, as configured (any case).
-    pub primary_mac: Option<String>,
-    /// Whether the VM config enables the QEMU guest agent.
-    pub agent_enabled: bool,
+    /// Configured MACs, `net0` first.
+    pub macs: Vec<MacAddr>,
+    /// The VM config's `agent` option (containers: absent).
+    pub agent: AgentSetting,
+    /// Port of the guest's first connection (what the probe connects to).
+    pub port: u16,
+    /// The last good address from the state directory.
+    pub cached: Option<CachedAddress>,
+    /// Unix seconds of this cycle.
+    pub now: u64,
 }
 
 /// The result of asking a source.
@@ -52,6 +68,26 @@ impl AddressEvidence {
             reason: reason.into(),
         }
     }
+
+    /// Found by a source that looked at the guest now (not the cache).
+    pub fn is_live(&self) -> bool {
+        matches!(self, AddressEvidence::Found { source, .. } if *source != sources::CACHE)
+    }
+}
+
+/// What discovery did for a guest this cycle (for the scheduler's record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryStep {
+    /// The notes need no discovered address (a `host`, or no blocks).
+    #[default]
+    NotNeeded,
+    /// The cached address is fresh; nothing was asked.
+    Fresh,
+    /// In backoff after a failed ask; nothing was asked.
+    Waiting,
+    /// The sources were asked.
+    Asked,
 }
 
 pub type EvidenceFuture<'a> = Pin<Box<dyn Future<Output = AddressEvidence> + Send + 'a>>;
@@ -81,79 +117,5 @@ pub async fn resolve_first(
         AddressEvidence::unknown("no address source configured")
     } else {
         AddressEvidence::unknown(reasons.join("; "))
-    }
-}
-
-/// One guest network interface as a source reports it.
-#[derive(Debug, Clone)]
-pub struct Interface {
-    pub mac: Option<String>,
-    pub ipv4: Vec<Ipv4Addr>,
-}
-
-/// The address to use from the interface whose MAC matches the guest's
-/// `net0` (compared case-insensitively): its first IPv4 address that is
-/// usable (not loopback, link-local, unspecified or multicast) and inside the
-/// allowed ranges when any are configured.
-pub fn pick_ipv4(interfaces: &[Interface], mac: &str, allowed: &[IpNet]) -> Option<Ipv4Addr> {
-    interfaces
-        .iter()
-        .filter(|i| {
-            i.mac
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
-        })
-        .flat_map(|i| i.ipv4.iter().copied())
-        .find(|a| usable(*a) && in_ranges(*a, allowed))
-}
-
-fn usable(a: Ipv4Addr) -> bool {
-    !(a.is_loopback()
-        || a.is_link_local()
-        || a.is_unspecified()
-        || a.is_multicast()
-        || a.is_broadcast())
-}
-
-/// True when no ranges are configured or the address lies in one of them.
-pub fn in_ranges(a: Ipv4Addr, allowed: &[IpNet]) -> bool {
-    allowed.is_empty() || allowed.iter().any(|n| n.contains(&std::net::IpAddr::V4(a)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn iface(mac: &str, addrs: &[&str]) -> Interface {
-        Interface {
-            mac: Some(mac.into()),
-            ipv4: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        }
-    }
-
-    #[test]
-    fn matches_mac_case_insensitively_and_skips_unusable_addresses() {
-        let ifs = [
-            iface("00:00:00:00:00:00", &["127.0.0.1"]),
-            iface("bc:24:11:5a:3c:02", &["198.51.100.7"]),
-            iface("bc:24:11:5a:3c:01", &["169.254.1.1", "192.0.2.10"]),
-        ];
-        assert_eq!(
-            pick_ipv4(&ifs, "BC:24:11:5A:3C:01", &[]),
-            Some("192.0.2.10".parse().unwrap())
-        );
-        assert_eq!(pick_ipv4(&ifs, "BC:24:11:00:00:00", &[]), None);
-    }
-
-    #[test]
-    fn honours_allowed_ranges() {
-        let ifs = [iface("bc:24:11:5a:3c:01", &["203.0.113.5", "192.0.2.10"])];
-        let allowed = ["192.0.2.0/24".parse().unwrap()];
-        assert_eq!(
-            pick_ipv4(&ifs, "bc:24:11:5a:3c:01", &allowed),
-            Some("192.0.2.10".parse().unwrap())
-        );
-        let none = ["198.51.100.0/24".parse().unwrap()];
-        assert_eq!(pick_ipv4(&ifs, "bc:24:11:5a:3c:01", &none), None);
     }
 }

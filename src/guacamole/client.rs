@@ -607,6 +607,29 @@ impl GuacamoleClient {
         ))
     }
 
+    /// Permissions granted directly to a user (`GET /users/{u}/permissions`);
+    /// `NotFound` when the user does not exist.
+    pub async fn user_permissions(&self, username: &str) -> Result<PermissionSet, GuacamoleError> {
+        self.get_json(
+            &["users", username, "permissions"],
+            "GET /users/{u}/permissions",
+        )
+        .await
+    }
+
+    /// Permissions granted to a user group (`GET /userGroups/{g}/permissions`);
+    /// `NotFound` when the group does not exist.
+    pub async fn user_group_permissions(
+        &self,
+        group: &str,
+    ) -> Result<PermissionSet, GuacamoleError> {
+        self.get_json(
+            &["userGroups", group, "permissions"],
+            "GET /userGroups/{g}/permissions",
+        )
+        .await
+    }
+
     /// Grants or revokes permissions of a user (`PATCH /users/{u}/permissions`).
     pub async fn change_user_permissions(
         &self,

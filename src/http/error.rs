@@ -50,6 +50,17 @@ pub enum HttpError {
     /// The client could not be built (bad CA file, bad settings).
     #[error("{api}: HTTP client configuration: {reason}")]
     Config { api: String, reason: String },
+    /// Not sent: the server asked (`Retry-After`) for a pause longer than
+    /// the retry cap, and it is not over yet.
+    #[error("{api}: {endpoint} not sent: the server asked for a pause, {}s left", remaining.as_secs())]
+    Paused {
+        api: String,
+        endpoint: &'static str,
+        remaining: Duration,
+    },
+    /// Not sent again: the process is shutting down.
+    #[error("{api}: {endpoint} not repeated: shutting down")]
+    Cancelled { api: String, endpoint: &'static str },
 }
 
 /// Which deadline expired.
@@ -90,6 +101,8 @@ impl HttpError {
             HttpError::ResponseTooLarge { .. } => "response_too_large",
             HttpError::Transport { .. } => "transport",
             HttpError::Config { .. } => "config",
+            HttpError::Paused { .. } => "paused",
+            HttpError::Cancelled { .. } => "cancelled",
         }
     }
 
@@ -101,6 +114,7 @@ impl HttpError {
             self,
             HttpError::Connect { .. }
                 | HttpError::Tls { .. }
+                | HttpError::Paused { .. }
                 | HttpError::Timeout {
                     phase: TimeoutPhase::Connect,
                     ..

@@ -13,7 +13,7 @@ pub mod tls;
 
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +21,7 @@ use reqwest::header::{
     CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
     TRANSFER_ENCODING,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::secret::Secret;
 
@@ -49,6 +50,9 @@ pub struct HttpConfig {
     /// Requests in flight at once.
     pub concurrency: NonZeroUsize,
     pub max_response_bytes: usize,
+    /// Shutdown: retry sleeps and `Retry-After` pauses end early with
+    /// [`HttpError::Cancelled`]; a request already sent is never cut.
+    pub cancel: CancellationToken,
 }
 
 impl HttpConfig {
@@ -65,6 +69,7 @@ impl HttpConfig {
             burst: NonZeroU32::new(10).expect("non-zero"),
             concurrency: NonZeroUsize::new(4).expect("non-zero"),
             max_response_bytes: 16 * 1024 * 1024,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -246,7 +251,13 @@ struct Inner {
     retry: RetryPolicy,
     max_response_bytes: usize,
     limits: Limits,
-    stats: Stats,
+    /// Shared so the metrics exporter can read it at scrape time.
+    stats: Arc<Stats>,
+    /// Until when the server asked this client to send nothing (`429`/`503`
+    /// with `Retry-After`); every request waits for it, not just the one
+    /// that was refused.
+    paused_until: Mutex<Option<Instant>>,
+    cancel: CancellationToken,
 }
 
 impl fmt::Debug for Http {
@@ -260,7 +271,8 @@ impl fmt::Debug for Http {
 /// The decision after one attempt.
 enum Next {
     Done(Result<HttpResponse, HttpError>),
-    RetryAfter(Duration),
+    /// Try again once the client's pause (set from `Retry-After`) is over.
+    AfterPause,
     Backoff,
 }
 
@@ -303,7 +315,9 @@ impl Http {
                 retry: cfg.retry,
                 max_response_bytes: cfg.max_response_bytes,
                 limits: Limits::new(cfg.rate_limit_per_sec, cfg.burst, cfg.concurrency),
-                stats: Stats::default(),
+                stats: Arc::default(),
+                paused_until: Mutex::new(None),
+                cancel: cfg.cancel,
             }),
         })
     }
@@ -328,6 +342,7 @@ impl Http {
         let mut backoff = Backoff::new(&policy);
         let mut attempt = 1u32;
         loop {
+            self.wait_out_pause(&req).await?;
             let outcome = self.attempt(&req, attempt > 1).await;
             let last = attempt >= policy.max_attempts;
             let next = match outcome {
@@ -350,32 +365,44 @@ impl Http {
                     }
                 }
             };
-            let pause = match next {
+            match next {
                 Next::Done(result) => return result,
-                Next::RetryAfter(d) => {
-                    // Keep the backoff state moving so a later failure waits longer.
+                // The pause itself is waited out before the next attempt;
+                // keep the backoff state moving so a later failure waits longer.
+                Next::AfterPause => {
                     backoff.next_delay();
-                    d
                 }
-                Next::Backoff => backoff.next_delay(),
-            };
-            tracing::debug!(
-                api = %self.inner.api,
-                endpoint = req.endpoint,
-                attempt,
-                pause_ms = pause.as_millis() as u64,
-                "retrying request"
-            );
-            tokio::time::sleep(pause).await;
+                Next::Backoff => {
+                    let pause = backoff.next_delay();
+                    tracing::debug!(
+                        api = %self.inner.api,
+                        endpoint = req.endpoint,
+                        attempt,
+                        pause_ms = pause.as_millis() as u64,
+                        "retrying request"
+                    );
+                    self.sleep(pause, req.endpoint).await?;
+                }
+            }
             attempt += 1;
         }
     }
 
-    /// 429 means the server declined the request, so any request may be
-    /// repeated; 502/503/504 only when idempotent. `Retry-After` is honoured
-    /// when it fits the policy cap; a longer one ends the retries and the
-    /// answer goes back to the caller.
+    /// A `429` or `503` with `Retry-After` pauses the whole client (all its
+    /// requests wait, as the server asked). 429 means the server declined
+    /// the request, so any request may be repeated; 502/503/504 only when
+    /// idempotent. A pause within the policy cap is waited out and the
+    /// request repeated; after a longer one the answer goes back to the
+    /// caller at once, and later requests fail fast with
+    /// [`HttpError::Paused`] until it is over.
     fn after_answer(&self, req: &HttpRequest, resp: HttpResponse, last: bool) -> Next {
+        let wait = match resp.status {
+            429 | 503 => resp.retry_after(),
+            _ => None,
+        };
+        if let Some(wait) = wait {
+            self.pause_for(wait);
+        }
         let retryable = match resp.status {
             429 => req.retry_declined,
             502..=504 => req.idempotent,
@@ -384,10 +411,70 @@ impl Http {
         if !retryable || last {
             return Next::Done(Ok(resp));
         }
-        match resp.retry_after() {
+        match wait {
             Some(wait) if wait > self.inner.retry.cap => Next::Done(Ok(resp)),
-            Some(wait) => Next::RetryAfter(wait),
+            Some(_) => Next::AfterPause,
             None => Next::Backoff,
+        }
+    }
+
+    /// Extends the client-wide pause to at least `wait` from now.
+    fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut paused = self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+        if wait > self.inner.retry.cap {
+            tracing::warn!(api = %self.inner.api, pause_s = wait.as_secs(),
+                "the server asked for a long pause (Retry-After); nothing is sent to it until then");
+        }
+    }
+
+    /// How long the server still wants this client to wait, if at all.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let paused = *self
+            .inner
+            .paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        paused
+            .map(|until| until.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Before each attempt: sit out a pause within the cap, refuse the
+    /// request during a longer one.
+    async fn wait_out_pause(&self, req: &HttpRequest) -> Result<(), HttpError> {
+        let Some(remaining) = self.paused_for() else {
+            return Ok(());
+        };
+        if remaining > self.inner.retry.cap {
+            return Err(HttpError::Paused {
+                api: self.inner.api.clone(),
+                endpoint: req.endpoint,
+                remaining,
+            });
+        }
+        self.sleep(remaining, req.endpoint).await
+    }
+
+    /// A wait that ends early, as [`HttpError::Cancelled`], on shutdown.
+    pub(crate) async fn sleep(
+        &self,
+        pause: Duration,
+        endpoint: &'static str,
+    ) -> Result<(), HttpError> {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => Ok(()),
+            () = self.inner.cancel.cancelled() => Err(HttpError::Cancelled {
+                api: self.inner.api.clone(),
+                endpoint,
+            }),
         }
     }
 
@@ -553,6 +640,12 @@ impl Http {
     /// Attempts sent so far (retries included).
     pub fn request_count(&self) -> u64 {
         self.inner.stats.total()
+    }
+
+    /// The live counters, for exporters that read them at scrape time
+    /// (without keeping the client and its connection pool alive).
+    pub fn stats_source(&self) -> Arc<Stats> {
+        Arc::clone(&self.inner.stats)
     }
 }
 

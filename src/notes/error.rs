@@ -43,8 +43,6 @@ pub enum BlockErrorKind {
     InvalidGroup,
     #[error("access items must be user:NAME or group:NAME")]
     InvalidAccess,
-    #[error("the configuration does not allow notes to grant access to {kind} '{name}'")]
-    AccessNotAllowed { kind: &'static str, name: String },
     #[error("setting '{name}' is not a {protocol} parameter")]
     UnknownSetting { protocol: Protocol, name: String },
     #[error("setting '{name}' is not allowed in notes")]
@@ -89,7 +87,6 @@ impl BlockErrorKind {
             AddressUnknown => "address_unknown",
             InvalidGroup => "invalid_group",
             InvalidAccess => "invalid_access",
-            AccessNotAllowed { .. } => "access_not_allowed",
             UnknownSetting { .. } => "unknown_setting",
             DeniedSetting { .. } => "denied_setting",
             SettingTooLong { .. } => "setting_too_long",

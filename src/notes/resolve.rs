@@ -70,6 +70,14 @@ impl NotesPolicy {
         self.allowed_networks.is_empty() || self.allowed_networks.iter().any(|n| n.contains(&ip))
     }
 
+    /// Whether a block's `access` may name this user or group.
+    pub fn may_grant(&self, grant: &AccessGrant) -> bool {
+        match grant {
+            AccessGrant::User(n) => self.grantable_users.contains(n),
+            AccessGrant::Group(n) => self.grantable_groups.contains(n),
+        }
+    }
+
     fn port(&self, protocol: Protocol) -> u16 {
         self.default_ports
             .get(&protocol)
@@ -107,7 +115,7 @@ pub struct ConnectionSpec {
     pub group: Option<Vec<String>>,
     /// The address from `host:`/`ip:`, which replaces discovery.
     pub host_override: Option<String>,
-    /// Grants the configuration allows.
+    /// Grants the configuration allows (names it does not allow are left out).
     pub access: Vec<AccessGrant>,
     pub block_ordinal: usize,
     /// Counts repeats of (username, protocol) within the guest, from 0.
@@ -188,7 +196,7 @@ pub(crate) fn resolve_block(
         return Err(fail(Key::User, BlockErrorKind::NameHasControl));
     }
     let host_override = check_host(cred, policy).map_err(|kind| fail(Key::Host, kind))?;
-    let access = check_access(cred, policy).map_err(|kind| fail(Key::Access, kind))?;
+    let access = allowed_access(cred, policy);
     let wol = if cred.wol_disabled {
         BTreeMap::new()
     } else {
@@ -352,21 +360,13 @@ fn check_host(cred: &Credential, policy: &NotesPolicy) -> Result<Option<String>,
     }
 }
 
-fn check_access(
-    cred: &Credential,
-    policy: &NotesPolicy,
-) -> Result<Vec<AccessGrant>, BlockErrorKind> {
-    for grant in &cred.access {
-        let (allowed, kind, name) = match grant {
-            AccessGrant::User(n) => (policy.grantable_users.contains(n), "user", n),
-            AccessGrant::Group(n) => (policy.grantable_groups.contains(n), "group", n),
-        };
-        if !allowed {
-            return Err(BlockErrorKind::AccessNotAllowed {
-                kind,
-                name: super::error::printable(name),
-            });
-        }
-    }
-    Ok(cred.access.clone())
+/// Only the names the configuration lets notes grant; the others are left
+/// out (a warning the engine reports), and the block still yields its
+/// connections.
+fn allowed_access(cred: &Credential, policy: &NotesPolicy) -> Vec<AccessGrant> {
+    cred.access
+        .iter()
+        .filter(|grant| policy.may_grant(grant))
+        .cloned()
+        .collect()
 }

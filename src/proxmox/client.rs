@@ -10,7 +10,9 @@ use url::Url;
 
 use super::agent::{parse_agent_interfaces, parse_ct_interfaces};
 use super::error::ProxmoxError;
-use super::permissions::{AuthReport, Feature, Permissions, PrivilegeCheck, evaluate};
+use super::permissions::{
+    AuthReport, Feature, Permissions, PrivilegeCheck, checked_paths, evaluate, needs_tree,
+};
 use super::tasks::Upid;
 use super::types::{
     ClusterResource, ClusterStatus, ClusterStatusEntry, GuestConfig, GuestInterface, GuestKind,
@@ -593,7 +595,8 @@ impl ProxmoxClient {
 
     /// Polls a task until it stops. `Ok` for `OK`/`WARNINGS`; a failed task is
     /// [`ProxmoxError::TaskFailed`] (see `task_cause()`), an unfinished one
-    /// [`ProxmoxError::TaskTimeout`].
+    /// [`ProxmoxError::TaskTimeout`]; shutdown ends the polling with a
+    /// `cancelled` error.
     pub async fn wait_task(
         &self,
         upid: &Upid,
@@ -622,7 +625,15 @@ impl ProxmoxClient {
                     waited,
                 });
             }
-            tokio::time::sleep(interval.min(timeout - waited)).await;
+            // Shutdown ends the wait (the task itself runs on in Proxmox).
+            self.inner
+                .http
+                .sleep(interval.min(timeout - waited), "GET task status")
+                .await
+                .map_err(|source| ProxmoxError::Http {
+                    cluster: self.inner.cluster.clone(),
+                    source,
+                })?;
             interval = (interval * 3 / 2).min(max);
         }
     }
@@ -706,15 +717,27 @@ impl ProxmoxClient {
 
     /// The privilege checks for `test-auth`: one line per feature, naming the
     /// privilege (PVE 9: `VM.GuestAgent.Audit`, PVE 8: `VM.Monitor`, decided
-    /// by `/version`), its path and whether the token holds it.
+    /// by `/version`), its path and whether the token holds it. Each path is
+    /// asked with `path=` (the exact effective privileges there, inherited
+    /// and pool-derived ones included); the whole tree is read only to name
+    /// guests that hold a privilege missing on `/vms`.
     pub async fn check_privileges(
         &self,
         features: &[Feature],
     ) -> Result<Vec<PrivilegeCheck>, ProxmoxError> {
         let version = self.version().await?;
         let major = version.major().unwrap_or(9);
-        let perms = self.permissions(None).await?;
-        Ok(evaluate(&perms, features, major))
+        let mut held = Permissions::default();
+        for path in checked_paths(features, major) {
+            let answer = self.permissions(Some(path)).await?;
+            held.0.insert(path.to_string(), answer.on(path));
+        }
+        let tree = if needs_tree(&held, features, major) {
+            Some(self.permissions(None).await?)
+        } else {
+            None
+        };
+        Ok(evaluate(&held, tree.as_ref(), features, major))
     }
 }
 
@@ -731,6 +754,19 @@ mod tests {
             token_secret: Secret::new("00000000-1111-2222-3333-444444444444"),
             http: HttpConfig::new("proxmox:lab", TlsMode::Insecure),
         }
+    }
+
+    /// pve-http-server splits pairs on `;` as well as `&` and cuts a value at
+    /// a second raw `=`: query values must carry all three percent-encoded.
+    /// (`url`'s form serializer, also used for form bodies by `http::send`,
+    /// leaves only `*-._` and alphanumerics raw and writes a space as `+`.)
+    #[test]
+    fn query_values_encode_pair_separators() {
+        let base = api_base(&"https://h:8006".parse().unwrap()).unwrap();
+        let mut call = Call::get(vec!["access", "permissions"], "GET /access/permissions");
+        call.query.push(("path", "/vms;a=b&c d+e%".to_string()));
+        let url = ProxmoxClient::url(&base, &call);
+        assert_eq!(url.query(), Some("path=%2Fvms%3Ba%3Db%26c+d%2Be%25"));
     }
 
     #[test]

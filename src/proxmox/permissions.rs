@@ -31,6 +31,13 @@ impl Permissions {
         Some(Permissions(out))
     }
 
+    /// The privileges on `path` from either shape of the answer: the
+    /// `path=` shape `{path: {…}}` (possibly empty) or the whole-tree map,
+    /// which lists `path` only when something is granted there.
+    pub fn on(&self, path: &str) -> BTreeMap<String, bool> {
+        self.0.get(path).cloned().unwrap_or_default()
+    }
+
     /// True when `path` lists `privilege`.
     pub fn has(&self, path: &str, privilege: &str) -> bool {
         self.0
@@ -186,17 +193,46 @@ impl AuthReport {
     }
 }
 
-/// Evaluates the features against the caller's effective permissions.
-/// A `/vms` privilege granted only on some guests (per-guest or pool ACLs)
-/// passes with a note: the daemon then works on those guests only.
-pub fn evaluate(perms: &Permissions, features: &[Feature], pve_major: u32) -> Vec<PrivilegeCheck> {
+/// The distinct ACL paths the features are checked on, in first-use order:
+/// `test-auth` asks `/access/permissions?path=` once for each.
+pub fn checked_paths(features: &[Feature], pve_major: u32) -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for f in features {
+        let (path, _) = f.requirement(pve_major);
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// True when some feature's privilege is missing on a path other than `/`,
+/// so the whole tree is worth reading to find grants below that path.
+pub fn needs_tree(held: &Permissions, features: &[Feature], pve_major: u32) -> bool {
+    features.iter().any(|f| {
+        let (path, alternatives) = f.requirement(pve_major);
+        path != "/" && !alternatives.iter().any(|p| held.has(path, p))
+    })
+}
+
+/// Evaluates the features against the caller's effective permissions:
+/// `held` has the privileges on each checked path (from `path=` answers),
+/// `tree` the whole-tree map when it was read. A `/vms` privilege granted
+/// only on some guests (per-guest or pool ACLs) passes with a note: the
+/// daemon then works on those guests only.
+pub fn evaluate(
+    held: &Permissions,
+    tree: Option<&Permissions>,
+    features: &[Feature],
+    pve_major: u32,
+) -> Vec<PrivilegeCheck> {
     features
         .iter()
         .map(|&feature| {
             let (path, alternatives) = feature.requirement(pve_major);
             let privilege = alternatives.join("|");
-            let held = alternatives.iter().any(|p| perms.has(path, p));
-            let (passed, detail) = if held {
+            let held_here = alternatives.iter().any(|p| held.has(path, p));
+            let (passed, detail) = if held_here {
                 (true, String::new())
             } else if path == "/" {
                 (
@@ -206,7 +242,7 @@ pub fn evaluate(perms: &Permissions, features: &[Feature], pve_major: u32) -> Ve
             } else {
                 let mut partial: Vec<&str> = alternatives
                     .iter()
-                    .flat_map(|p| perms.below(path, p))
+                    .flat_map(|p| tree.map(|t| t.below(path, p)).unwrap_or_default())
                     .collect();
                 partial.sort_unstable();
                 partial.dedup();
@@ -252,7 +288,7 @@ mod tests {
             "/": {"Sys.Audit": 1},
             "/vms": {"VM.Audit":1,"VM.Config.Options":1,"VM.PowerMgmt":1,"VM.GuestAgent.Audit":1}
         }));
-        let checks = evaluate(&p, &Feature::ALL, 9);
+        let checks = evaluate(&p, Some(&p), &Feature::ALL, 9);
         assert!(checks.iter().all(|c| c.passed), "{checks:?}");
         let agent = checks
             .iter()
@@ -267,7 +303,7 @@ mod tests {
     #[test]
     fn pve8_needs_vm_monitor() {
         let p = perms(json!({"/vms": {"VM.Audit":1,"VM.GuestAgent.Audit":1}}));
-        let checks = evaluate(&p, &[Feature::GuestAgent], 8);
+        let checks = evaluate(&p, Some(&p), &[Feature::GuestAgent], 8);
         assert!(!checks[0].passed);
         assert_eq!(checks[0].privilege, "VM.Monitor");
         assert_eq!(
@@ -280,7 +316,7 @@ mod tests {
     fn missing_note_write_back_is_named() {
         // PVEVMUser on PVE 9: no VM.Config.Options.
         let p = perms(json!({"/vms": {"VM.Audit":1,"VM.PowerMgmt":1,"VM.GuestAgent.Audit":1}}));
-        let checks = evaluate(&p, &Feature::ALL, 9);
+        let checks = evaluate(&p, Some(&p), &Feature::ALL, 9);
         let failed: Vec<_> = checks
             .iter()
             .filter(|c| !c.passed)
@@ -290,9 +326,36 @@ mod tests {
     }
 
     #[test]
+    fn both_answer_shapes_give_the_privileges_of_the_asked_path() {
+        let asked = perms(json!({"/vms": {"VM.Audit": 1}}));
+        let tree = perms(json!({"/": {"Sys.Audit": 1}, "/vms": {"VM.Audit": 0}}));
+        for p in [&asked, &tree] {
+            assert_eq!(p.on("/vms").keys().collect::<Vec<_>>(), ["VM.Audit"]);
+        }
+        assert!(perms(json!({"/vms": {}})).on("/vms").is_empty());
+        assert!(asked.on("/").is_empty());
+    }
+
+    #[test]
+    fn paths_are_asked_once_and_the_tree_only_when_needed() {
+        assert_eq!(checked_paths(&Feature::ALL, 9), ["/vms", "/"]);
+        let held = perms(json!({"/vms": {"VM.Audit": 1}, "/": {}}));
+        assert!(!needs_tree(
+            &held,
+            &[Feature::Inventory, Feature::ClusterStatus],
+            9
+        ));
+        assert!(needs_tree(&held, &[Feature::PowerUp], 9));
+        // Without the tree a missing /vms privilege fails plainly.
+        let c = &evaluate(&held, None, &[Feature::PowerUp], 9)[0];
+        assert!(!c.passed);
+        assert_eq!(c.detail, "missing; grant VM.PowerMgmt on /vms to the token");
+    }
+
+    #[test]
     fn per_guest_grant_passes_with_note() {
         let p = perms(json!({"/vms/100": {"VM.Audit":1}, "/vms/101": {"VM.Audit":1}}));
-        let c = &evaluate(&p, &[Feature::Inventory], 9)[0];
+        let c = &evaluate(&p, Some(&p), &[Feature::Inventory], 9)[0];
         assert!(c.passed);
         assert!(c.detail.contains("2 path(s)"), "{}", c.detail);
     }

@@ -2,11 +2,14 @@
 //! creates and updates, note rewrites, deletes, and empty groups last. On
 //! Guacamole 1.6 each stage goes out as atomic directory PATCH batches. In
 //! dry-run every write becomes a log line. Every write is an audit event.
+//! After each stage the caller hears the results so far (to record
+//! ownership at once) and may stop the rest (shutdown): a stage already sent
+//! is always finished, the ones after it are deferred.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join_all;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::model::{GroupPath, NotesRewrite, display_path};
 use super::notes_write::NotesWriter;
@@ -15,6 +18,7 @@ use super::record::{ActionResult, Outcome};
 use crate::guacamole::{
     ConnectionSpec, DirectoryOp, GroupSpec, GuacamoleClient, OpResult, Parameters,
 };
+use crate::telemetry::{AuditEvent, audit as audit_event};
 
 /// How much one cycle may change.
 #[derive(Debug, Clone, Copy)]
@@ -30,9 +34,40 @@ pub struct ApplyContext<'a> {
     /// Existing managed sub-groups by path.
     pub groups: BTreeMap<GroupPath, String>,
     pub dry_run: bool,
+    /// The cycle's number, for audit events.
+    pub cycle: u64,
 }
 
-pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Outcome {
+/// Told the results so far after each write stage; `false` stops: the
+/// actions of later stages are deferred to a later cycle.
+pub type AfterStage<'h> = &'h mut (dyn FnMut(&[Option<ActionResult>]) -> bool + Send);
+
+/// The write stages, in order.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    CreateGroups,
+    CreateAndUpdate,
+    Grants,
+    RewriteNotes,
+    Delete,
+    DeleteGroups,
+}
+
+const STAGES: [Stage; 6] = [
+    Stage::CreateGroups,
+    Stage::CreateAndUpdate,
+    Stage::Grants,
+    Stage::RewriteNotes,
+    Stage::Delete,
+    Stage::DeleteGroups,
+];
+
+pub async fn apply(
+    plan: &Plan,
+    budget: Budget,
+    mut cx: ApplyContext<'_>,
+    after_stage: AfterStage<'_>,
+) -> Outcome {
     let n = plan.actions.len();
     let mut results: Vec<Option<ActionResult>> = vec![None; n];
     for slot in results.iter_mut().skip(budget.max_changes) {
@@ -41,31 +76,71 @@ pub async fn apply(plan: &Plan, budget: Budget, mut cx: ApplyContext<'_>) -> Out
     if cx.dry_run {
         for (i, a) in plan.actions.iter().enumerate() {
             if results[i].is_none() {
-                info!(target: "pve_guac_sync::audit", action = a.action.kind(),
-                    what = %a.action.describe(), reason = %a.reason, result = "dry_run",
-                    "dry-run: would {}", a.action.describe());
+                audit(a, &ActionResult::DryRun, cx.cycle);
                 results[i] = Some(ActionResult::DryRun);
             }
         }
         return finish(plan, results);
     }
-
-    create_groups(plan, &mut results, &mut cx).await;
-    let stage =
-        |a: &PlannedAction| matches!(a.action, Action::Create { .. } | Action::Update { .. });
-    run_directory_stage(plan, &mut results, &cx, stage).await;
-    rewrite_notes(plan, &mut results, cx.notes).await;
-    let deletes = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
-    run_directory_stage(plan, &mut results, &cx, deletes).await;
-    defer_groups_still_in_use(plan, &mut results);
-    let group_deletes = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
-    run_directory_stage(plan, &mut results, &cx, group_deletes).await;
+    for stage in STAGES {
+        run_stage(stage, plan, &mut results, &mut cx).await;
+        if !after_stage(&results) {
+            break;
+        }
+    }
     finish(plan, results)
+}
+
+async fn run_stage(
+    stage: Stage,
+    plan: &Plan,
+    results: &mut [Option<ActionResult>],
+    cx: &mut ApplyContext<'_>,
+) {
+    match stage {
+        Stage::CreateGroups => create_groups(plan, results, cx).await,
+        Stage::CreateAndUpdate => {
+            let pick = |a: &PlannedAction| {
+                matches!(a.action, Action::Create { .. } | Action::Update { .. })
+            };
+            run_directory_stage(plan, results, cx, pick).await;
+        }
+        Stage::Grants => grant_access(plan, results, cx).await,
+        Stage::RewriteNotes => rewrite_notes(plan, results, cx.notes, cx.cycle).await,
+        Stage::Delete => {
+            let pick = |a: &PlannedAction| matches!(a.action, Action::Delete { .. });
+            run_directory_stage(plan, results, cx, pick).await;
+        }
+        Stage::DeleteGroups => {
+            defer_groups_still_in_use(plan, results);
+            let pick = |a: &PlannedAction| matches!(a.action, Action::DeleteGroup { .. });
+            run_directory_stage(plan, results, cx, pick).await;
+        }
+    }
+}
+
+/// Permission grants and revokes, once the connections and groups they
+/// are on exist.
+async fn grant_access(plan: &Plan, results: &mut [Option<ActionResult>], cx: &ApplyContext<'_>) {
+    let gx = super::grants::GrantApplyContext {
+        guacamole: cx.guacamole,
+        root_id: &cx.root_id,
+        groups: &cx.groups,
+    };
+    for (i, result) in super::grants::apply_grants(plan, results, &gx).await {
+        audit(&plan.actions[i], &result, cx.cycle);
+        results[i] = Some(result);
+    }
 }
 
 /// Note rewrites touch different guests, so they go out together (the
 /// Proxmox client's limits still pace them).
-async fn rewrite_notes(plan: &Plan, results: &mut [Option<ActionResult>], notes: &dyn NotesWriter) {
+async fn rewrite_notes(
+    plan: &Plan,
+    results: &mut [Option<ActionResult>],
+    notes: &dyn NotesWriter,
+    cycle: u64,
+) {
     let pending: Vec<(usize, &NotesRewrite)> = plan
         .actions
         .iter()
@@ -85,7 +160,7 @@ async fn rewrite_notes(plan: &Plan, results: &mut [Option<ActionResult>], notes:
                 message: e.to_string(),
             },
         };
-        audit(&plan.actions[i], &result);
+        audit(&plan.actions[i], &result, cycle);
         results[i] = Some(result);
     }
 }
@@ -142,7 +217,7 @@ async fn create_groups(
                 {
                     cx.groups.insert(path.clone(), id.clone());
                 }
-                audit(&plan.actions[i], &result);
+                audit(&plan.actions[i], &result, cx.cycle);
                 results[i] = Some(result);
             }
         }
@@ -188,7 +263,7 @@ async fn run_directory_stage(
     }
     let outcome = send(cx.guacamole, ops).await;
     for (k, i) in idx.into_iter().enumerate() {
-        audit(&plan.actions[i], &outcome[k]);
+        audit(&plan.actions[i], &outcome[k], cx.cycle);
         results[i] = Some(outcome[k].clone());
     }
 }
@@ -223,7 +298,9 @@ fn directory_op(action: &Action, cx: &ApplyContext<'_>) -> Option<DirectoryOp> {
         Action::DeleteGroup { id, .. } => DirectoryOp::DeleteGroup {
             identifier: id.clone(),
         },
-        Action::CreateGroup { .. } | Action::RewriteNotes { .. } => return None,
+        Action::CreateGroup { .. } | Action::RewriteNotes { .. } | Action::Grant(_) => {
+            return None;
+        }
     })
 }
 
@@ -318,50 +395,35 @@ fn defer_groups_still_in_use(plan: &Plan, results: &mut [Option<ActionResult>]) 
     }
 }
 
-fn audit(a: &PlannedAction, result: &ActionResult) {
-    let identity = a
-        .action
-        .identity()
-        .map(|i| i.to_string())
-        .unwrap_or_default();
+fn audit(a: &PlannedAction, result: &ActionResult, cycle: u64) {
     let (outcome, error) = match result {
-        ActionResult::Done { .. } => ("done", String::new()),
-        ActionResult::DryRun => ("dry_run", String::new()),
-        ActionResult::Deferred => ("deferred", String::new()),
-        ActionResult::Failed { error, message } => ("failed", format!("{error}: {message}")),
+        ActionResult::Done { .. } => ("done", None),
+        ActionResult::DryRun => ("dry_run", None),
+        ActionResult::Deferred => ("deferred", None),
+        ActionResult::Failed { error, message } => ("failed", Some(format!("{error}: {message}"))),
     };
-    let id = match (&a.action, result) {
-        (_, ActionResult::Done { id: Some(id) }) => id.clone(),
-        (
-            Action::Update { id, .. } | Action::Delete { id, .. } | Action::DeleteGroup { id, .. },
-            _,
-        ) => id.clone(),
-        _ => String::new(),
+    let id = match result {
+        ActionResult::Done { id: Some(id) } => Some(id.as_str()),
+        _ => a.action.guacamole_id(),
     };
-    let guest = match &a.action {
-        Action::RewriteNotes { rewrite } => rewrite.guest.to_string(),
-        other => other
-            .identity()
-            .map(|i| i.guest.to_string())
-            .unwrap_or_default(),
+    let guest = a.action.guest();
+    let message = match result {
+        ActionResult::DryRun => format!("dry-run: would {}", a.action.describe()),
+        ActionResult::Failed { .. } => format!("{} failed", a.action.describe()),
+        _ => a.action.describe(),
     };
-    let group = match &a.action {
-        Action::CreateGroup { path } | Action::DeleteGroup { path, .. } => display_path(path),
-        Action::Create { connection, .. } | Action::Update { connection, .. } => {
-            display_path(&connection.group)
-        }
-        Action::Delete { group, .. } => display_path(group),
-        Action::RewriteNotes { .. } => String::new(),
-    };
-    if matches!(result, ActionResult::Failed { .. }) {
-        warn!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
-            guest = %guest, guacamole_id = %id, group = %group, reason = %a.reason,
-            result = outcome, error = %error,
-            "{} failed", a.action.describe());
-    } else {
-        info!(target: "pve_guac_sync::audit", action = a.action.kind(), identity = %identity,
-            guest = %guest, guacamole_id = %id, group = %group, reason = %a.reason,
-            result = outcome,
-            "{}", a.action.describe());
-    }
+    audit_event(&AuditEvent {
+        action: a.action.kind(),
+        result: outcome,
+        cycle,
+        cluster: guest.map(|g| g.cluster.as_str()),
+        vmid: guest.map(|g| g.vmid),
+        guest: guest.map(ToString::to_string),
+        identity: a.action.identity().map(ToString::to_string),
+        guacamole_id: id,
+        group: a.action.group().map(|p| display_path(p)),
+        reason: &a.reason,
+        error,
+        message,
+    });
 }

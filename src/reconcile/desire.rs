@@ -11,7 +11,7 @@ use super::model::{
 };
 use crate::config::{Grouping, GuestFacts as SelectorFacts, Selector};
 use crate::crypto::Keyring;
-use crate::discovery::AddressEvidence;
+use crate::discovery::{AddressEvidence, DiscoveryStep};
 use crate::notes::{self, ConnectionSpec, GuestContext, NotesPolicy, Passwords};
 use crate::secret::Secret;
 
@@ -43,6 +43,14 @@ pub struct GuestObservation {
     pub pool: Option<String>,
     pub config: ConfigObservation,
     pub address: AddressEvidence,
+    /// `uptime` in the listing (a lower value later means a restart).
+    pub uptime: Option<u64>,
+    /// `lock` in the listing (backup, migrate, …).
+    pub lock: Option<String>,
+    /// `hastate` present: the HA manager decides its power state.
+    pub ha_managed: bool,
+    /// What discovery did for this guest this cycle.
+    pub discovery: DiscoveryStep,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +86,7 @@ pub struct DesireSettings<'a> {
     pub hostname: &'a str,
     pub auto_encrypt: bool,
     pub clusters: &'a [String],
+    pub wol: &'a crate::config::WolSettings,
 }
 
 impl GuestObservation {
@@ -199,7 +208,15 @@ fn desire_guest(
             .clone()
             .or_else(|| guest.address.address().map(|a| a.to_string()));
         match host {
-            Some(host) => out.push(connection(guest, spec, host, s.grouping)),
+            Some(host) => {
+                let wol = crate::discovery::wol::parameters(
+                    &spec.wol,
+                    spec.wol_disabled,
+                    facts.primary_mac.as_deref(),
+                    s.wol,
+                );
+                out.push(connection(guest, spec, host, &wol, s.grouping))
+            }
             None => address_missing = true,
         }
     }
@@ -253,12 +270,13 @@ fn connection(
     guest: &GuestObservation,
     spec: &ConnectionSpec,
     host: String,
+    wol: &BTreeMap<String, String>,
     grouping: Grouping,
 ) -> DesiredConnection {
     let protocol = spec.protocol.as_str().to_owned();
     let mut params = Params::new();
     // Block settings first, so the fields the daemon owns always win.
-    for (k, v) in spec.settings.iter().chain(spec.wol.iter()) {
+    for (k, v) in spec.settings.iter().chain(wol.iter()) {
         params.insert(k.clone(), ParamValue::from_server(k, v.clone()));
     }
     params.insert("hostname", ParamValue::plain(host));

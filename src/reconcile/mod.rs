@@ -3,7 +3,11 @@
 pub mod apply;
 pub mod clients;
 pub mod cycle;
+pub mod cycle_config;
 pub mod desire;
+pub mod discovery_step;
+pub mod external;
+pub mod grants;
 pub mod model;
 pub mod notes_write;
 pub mod observe;

@@ -15,6 +15,27 @@ pub struct GuestKey {
     pub vmid: u32,
 }
 
+/// The pseudo-cluster of the hosts in the configuration's `external:`
+/// section; no Proxmox cluster may take this name.
+pub const EXTERNAL_CLUSTER: &str = "external";
+
+impl GuestKey {
+    /// The key of an external host: its VMID is derived from the name and
+    /// lies above every VMID Proxmox hands out (at most 999 999 999).
+    pub fn external(name: &str) -> GuestKey {
+        let digest = <Sha256 as sha2::Digest>::digest(name.as_bytes());
+        let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        GuestKey {
+            cluster: EXTERNAL_CLUSTER.to_owned(),
+            vmid: n | 0x8000_0000,
+        }
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.cluster == EXTERNAL_CLUSTER
+    }
+}
+
 impl fmt::Display for GuestKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.cluster, self.vmid)
@@ -37,6 +58,14 @@ impl Identity {
     /// The form used as a key in the state file: like `Display`, with `%`,
     /// `/` and `#` in the names escaped so it always parses back.
     pub fn key(&self) -> String {
+        if self.guest.is_external() {
+            // `user` holds the external host's name.
+            return format!(
+                "{EXTERNAL_CLUSTER}/{}/{}",
+                escape(&self.user),
+                escape(&self.protocol)
+            );
+        }
         let mut key = format!(
             "{}/{}/{}/{}",
             escape(&self.guest.cluster),
@@ -55,7 +84,11 @@ impl Identity {
             Some((rest, n)) => (rest, n.parse().ok()?),
             None => (key, 0),
         };
-        let mut parts = rest.split('/');
+        let parts: Vec<&str> = rest.split('/').collect();
+        if let [EXTERNAL_CLUSTER, name, protocol] = parts.as_slice() {
+            return Some(Identity::external(&unescape(name), &unescape(protocol)));
+        }
+        let mut parts = parts.into_iter();
         let cluster = unescape(parts.next()?);
         let vmid = parts.next()?.parse().ok()?;
         let user = unescape(parts.next()?);
@@ -69,6 +102,27 @@ impl Identity {
             protocol,
             ordinal,
         })
+    }
+}
+
+impl Identity {
+    /// `external/<name>/<protocol>`: a host from the `external:` section.
+    pub fn external(name: &str, protocol: &str) -> Identity {
+        Identity {
+            guest: GuestKey::external(name),
+            user: name.to_owned(),
+            protocol: protocol.to_owned(),
+            ordinal: 0,
+        }
+    }
+
+    /// The guest for people: `cluster/vmid`, or `external/<name>`.
+    pub fn guest_label(&self) -> String {
+        if self.guest.is_external() {
+            format!("{EXTERNAL_CLUSTER}/{}", self.user)
+        } else {
+            self.guest.to_string()
+        }
     }
 }
 
@@ -86,6 +140,9 @@ fn unescape(s: &str) -> String {
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.guest.is_external() {
+            return write!(f, "{EXTERNAL_CLUSTER}/{}/{}", self.user, self.protocol);
+        }
         write!(f, "{}/{}/{}", self.guest, self.user, self.protocol)?;
         if self.ordinal > 0 {
             write!(f, "#{}", self.ordinal)?;
@@ -471,5 +528,16 @@ mod tests {
         assert_eq!(fp, p.fingerprint(&FingerprintKey::derive("key a")));
         assert_ne!(fp, p.fingerprint(&FingerprintKey::derive("key b")));
         assert!(!format!("{a:?}").contains(&hex(&a.0)));
+    }
+
+    #[test]
+    fn external_identities_read_external_name_protocol() {
+        let i = Identity::external("core/switch", "ssh");
+        assert_eq!(i.to_string(), "external/core/switch/ssh");
+        assert_eq!(i.key(), "external/core%2Fswitch/ssh");
+        assert_eq!(Identity::parse_key(&i.key()), Some(i.clone()));
+        assert_eq!(i.guest_label(), "external/core/switch");
+        assert!(i.guest.vmid > 999_999_999);
+        assert_ne!(GuestKey::external("a"), GuestKey::external("b"));
     }
 }

@@ -5,7 +5,6 @@
 //! complete; only complete observations may lead to deletes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -15,29 +14,37 @@ use super::model::{
     GroupPath, GuestKey, GuestKind, ManagedConnection, ManagedGroup, ManagedTree, Params,
 };
 use crate::config::Selector;
-use crate::discovery::{AddressEvidence, AddressSource, GuestFacts, in_ranges, resolve_first};
+use crate::discovery::schedule::{self, Decision, DiscoveryRecord, Seen};
+use crate::discovery::sources::{self, Shared};
+use crate::discovery::{AddressEvidence, AddressSource, DiscoveryStep, GuestFacts, resolve_first};
 use crate::guacamole::{Connection, GuacamoleClient, GuacamoleError, ROOT_GROUP, TreeGroup};
 use crate::proxmox::{self, ClusterResource, ProxmoxClient};
 use crate::state::CachedAddress;
-
-/// How long a guest's last known address may stand in for a fresh one.
-pub const ADDRESS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// One cluster to observe and how to find addresses in it.
 pub struct ClusterSource<'a> {
     pub name: &'a str,
     pub client: Arc<ProxmoxClient>,
+    /// The cluster's address sources in the configured order.
     pub sources: &'a [Box<dyn AddressSource>],
-    /// `sync.allowed_networks` (empty: any).
-    pub allowed: &'a [ipnet::IpNet],
-    /// Unix seconds, for the address cache's age.
+    pub shared: &'a Shared,
+    /// A known address is asked again after this long.
+    pub refresh: std::time::Duration,
+    /// Unix seconds of this cycle.
     pub now: u64,
+}
+
+/// What earlier cycles learnt: last good addresses and the scheduler's records.
+#[derive(Clone, Copy)]
+pub struct Memory<'a> {
+    pub addresses: &'a BTreeMap<String, CachedAddress>,
+    pub schedule: &'a BTreeMap<String, DiscoveryRecord>,
 }
 
 pub async fn observe_cluster(
     cluster: &ClusterSource<'_>,
     selector: &Selector,
-    cache: &BTreeMap<String, CachedAddress>,
+    memory: Memory<'_>,
 ) -> ClusterObservation {
     let resources = match cluster.client.cluster_resources().await {
         Ok(r) => r,
@@ -53,7 +60,7 @@ pub async fn observe_cluster(
     let guests = join_all(
         resources
             .iter()
-            .map(|r| observe_guest(cluster, r, selector, cache)),
+            .map(|r| observe_guest(cluster, r, selector, memory)),
     )
     .await;
     let failed = guests
@@ -74,13 +81,12 @@ pub async fn observe_cluster(
     }
 }
 
-async fn observe_guest(
+pub(crate) async fn observe_guest(
     cluster: &ClusterSource<'_>,
     r: &ClusterResource,
     selector: &Selector,
-    cache: &BTreeMap<String, CachedAddress>,
+    memory: Memory<'_>,
 ) -> GuestObservation {
-    let (now, allowed) = (cluster.now, cluster.allowed);
     let key = GuestKey {
         cluster: cluster.name.to_owned(),
         vmid: r.vmid,
@@ -98,6 +104,10 @@ async fn observe_guest(
         pool: r.pool.clone(),
         config: ConfigObservation::Skipped,
         address: AddressEvidence::unknown("not needed"),
+        uptime: r.uptime,
+        lock: r.lock.clone(),
+        ha_managed: r.hastate.is_some(),
+        discovery: DiscoveryStep::NotNeeded,
     };
     // A stale node's guests (`unknown`) are neither read nor judged.
     if !guest.selected(selector) || guest.status == "unknown" {
@@ -115,45 +125,96 @@ async fn observe_guest(
     if let Some(name) = &config.name {
         guest.name = name.clone();
     }
-    let primary_mac = config
-        .nets
-        .iter()
-        .find(|n| n.index == 0)
-        .and_then(|n| n.mac)
-        .map(|m| m.to_string());
     let notes = config.notes.clone().unwrap_or_default();
+    let parsed = crate::notes::parse(&notes);
     let facts = GuestFacts {
         key: guest.key.clone(),
         kind,
         node: guest.node.clone(),
         running: guest.status == "running",
-        primary_mac: primary_mac.clone(),
-        agent_enabled: config.agent == proxmox::AgentSetting::Enabled,
+        macs: config.macs(),
+        agent: config.agent,
+        port: probe_port(&parsed),
+        cached: memory.addresses.get(&guest.key.to_string()).cloned(),
+        now: cluster.now,
     };
-    if crate::notes::parse(&notes).needs_discovery() {
-        guest.address = resolve_first(cluster.sources, &facts).await;
-        // The last known address stands in while the guest is stopped, if
-        // it is recent and still inside the allowed ranges.
-        if guest.address.address().is_none()
-            && let Some(cached) = cache.get(&guest.key.to_string())
-            && now.saturating_sub(cached.seen_at) <= ADDRESS_CACHE_TTL.as_secs()
-            && let Ok(address) = cached.address.parse::<Ipv4Addr>()
-            && in_ranges(address, allowed)
-        {
-            guest.address = AddressEvidence::Found {
-                address,
-                source: "cache",
-            };
-        }
+    if parsed.needs_discovery() {
+        discover(cluster, &mut guest, &facts, memory).await;
     }
     guest.config = ConfigObservation::Read(GuestConfigFacts {
         notes: crate::secret::Secret::new(notes),
         digest: config.digest,
-        primary_mac,
-        agent_enabled: facts.agent_enabled,
+        primary_mac: facts.macs.first().map(ToString::to_string),
+        agent_enabled: config.agent == proxmox::AgentSetting::Enabled,
         locked: config.lock.is_some(),
     });
     guest
+}
+
+/// Asks the sources only when the scheduler says so; otherwise the cached
+/// address stands in (fresh, or while a failed ask backs off).
+async fn discover(
+    cluster: &ClusterSource<'_>,
+    guest: &mut GuestObservation,
+    facts: &GuestFacts,
+    memory: Memory<'_>,
+) {
+    let seen = Seen {
+        status: &guest.status,
+        uptime: guest.uptime,
+        mac: facts.macs.first().copied(),
+    };
+    let record = memory.schedule.get(&guest.key.to_string());
+    match schedule::decide(
+        record,
+        facts.cached.as_ref(),
+        seen,
+        cluster.now,
+        cluster.refresh,
+    ) {
+        Decision::Keep(address) => {
+            guest.discovery = DiscoveryStep::Fresh;
+            guest.address = AddressEvidence::Found {
+                address,
+                source: sources::CACHE,
+            };
+        }
+        Decision::Wait { until } => {
+            guest.discovery = DiscoveryStep::Waiting;
+            guest.address = match sources::cached(cluster.shared, facts) {
+                found @ AddressEvidence::Found { .. } => found,
+                AddressEvidence::Unknown { reason } => AddressEvidence::unknown(format!(
+                    "asked again in {} s after failures ({reason})",
+                    until.saturating_sub(cluster.now)
+                )),
+            };
+        }
+        Decision::Ask(why) => {
+            guest.discovery = DiscoveryStep::Asked;
+            tracing::debug!(guest = %guest.key, why = why.as_str(), "asking for the address");
+            guest.address = resolve_first(cluster.sources, facts).await;
+        }
+    }
+}
+
+/// The port of the first block that needs a discovered address.
+fn probe_port(parsed: &crate::notes::ParsedNotes) -> u16 {
+    parsed
+        .blocks
+        .iter()
+        .filter(|b| b.needs_discovery())
+        .filter_map(|b| b.credential())
+        .find_map(|c| {
+            let p = *c.protocols.first()?;
+            Some(
+                c.protocol_ports
+                    .get(&p)
+                    .copied()
+                    .or(c.port)
+                    .unwrap_or(p.default_port()),
+            )
+        })
+        .unwrap_or(22)
 }
 
 fn default_name(kind: GuestKind, vmid: u32) -> String {

@@ -65,6 +65,8 @@ pub enum Action {
         id: String,
         path: GroupPath,
     },
+    /// Grant or revoke READ for a user or user group (see `grants`).
+    Grant(super::grants::GrantChange),
 }
 
 impl Action {
@@ -76,6 +78,7 @@ impl Action {
             Action::RewriteNotes { .. } => "rewrite_notes",
             Action::Delete { .. } => "delete",
             Action::DeleteGroup { .. } => "delete_group",
+            Action::Grant(change) => change.kind(),
         }
     }
 
@@ -117,6 +120,7 @@ impl Action {
             Action::DeleteGroup { id, path } => {
                 format!("delete empty group {} (id {id})", display_path(path))
             }
+            Action::Grant(change) => change.describe(),
         }
     }
 
@@ -124,6 +128,52 @@ impl Action {
         match self {
             Action::Create { identity, .. } | Action::Update { identity, .. } => Some(identity),
             Action::Delete { identity, .. } => identity.as_ref(),
+            Action::Grant(change) => change.identity(),
+            _ => None,
+        }
+    }
+
+    /// The guest the action is for (none for group actions and for
+    /// unattributed objects).
+    pub fn guest(&self) -> Option<&GuestKey> {
+        match self {
+            Action::RewriteNotes { rewrite } => Some(&rewrite.guest),
+            other => other.identity().map(|i| &i.guest),
+        }
+    }
+
+    /// The managed group it creates, deletes, writes into or deletes from.
+    pub fn group(&self) -> Option<&GroupPath> {
+        match self {
+            Action::CreateGroup { path } | Action::DeleteGroup { path, .. } => Some(path),
+            Action::Create { connection, .. } | Action::Update { connection, .. } => {
+                Some(&connection.group)
+            }
+            Action::Delete { group, .. } => Some(group),
+            Action::RewriteNotes { .. } => None,
+            Action::Grant(change) => change.group(),
+        }
+    }
+
+    /// The Guacamole identifier of the object it changes, when it exists
+    /// already (a create learns its identifier only when applied).
+    pub fn guacamole_id(&self) -> Option<&str> {
+        match self {
+            Action::Update { id, .. }
+            | Action::Delete { id, .. }
+            | Action::DeleteGroup { id, .. } => Some(id),
+            Action::Grant(change) => change.target.id(),
+            _ => None,
+        }
+    }
+
+    /// The connection name it creates, updates to, or deletes.
+    pub fn connection_name(&self) -> Option<&str> {
+        match self {
+            Action::Create { connection, .. } | Action::Update { connection, .. } => {
+                Some(&connection.name)
+            }
+            Action::Delete { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -193,6 +243,9 @@ pub struct Plan {
     /// Guests newly seen absent (timer start) and guests whose timer resets.
     #[serde(skip)]
     pub absence: AbsenceUpdate,
+    /// Records of grants to drop without a request (see `grants`).
+    #[serde(skip)]
+    pub forget_grants: Vec<super::grants::Forget>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -674,6 +727,8 @@ fn judge_undesired(
     // in `include` must not wipe connections at once): grace and prune apply.
     let what = if excluded {
         "guest no longer selected (template, include or exclude)"
+    } else if guest.is_external() {
+        "external host removed from the configuration"
     } else {
         "guest vanished from the cluster"
     };

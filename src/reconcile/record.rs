@@ -39,6 +39,8 @@ pub struct CycleSummary {
     pub notes_rewritten: usize,
     pub groups_created: usize,
     pub groups_deleted: usize,
+    /// READ permissions granted or revoked.
+    pub grants_changed: usize,
     pub dry_run: bool,
 }
 
@@ -105,6 +107,7 @@ pub fn record(
                     st.orphan_since.remove(id);
                 }
                 Action::RewriteNotes { .. } => sum.notes_rewritten += 1,
+                Action::Grant(_) => sum.grants_changed += 1,
             },
             ActionResult::DryRun => {
                 sum.dry_run = true;
@@ -128,6 +131,7 @@ pub fn record(
     for id in &plan.absence.orphan_clear {
         st.orphan_since.remove(id);
     }
+    super::grants::record_grants(plan, outcome, &plan.forget_grants, st);
     // A guest with nothing left to prune needs no absence clock.
     st.absent_since.retain(|guest, _| {
         st.connections

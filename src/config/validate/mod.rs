@@ -2,6 +2,9 @@
 //! secrets. Problems are collected, not returned at the first one, so an
 //! operator fixes the whole file in one go.
 
+mod discovery;
+mod external;
+mod health;
 mod servers;
 mod sync;
 
@@ -49,12 +52,12 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn error<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.problems.push(p);
     }
 
-    fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.warnings.push(p);
     }
@@ -69,6 +72,11 @@ impl<'a> Validator<'a> {
             None => PathBuf::from(DEFAULT_STATE_DIR),
         };
         let logging = self.logging(raw.logging.as_ref());
+        let health = self.health(raw.health.as_ref());
+        let names: Vec<String> = proxmox.clusters.iter().map(|c| c.name.clone()).collect();
+        let access = self.access(raw.access.as_ref(), &names);
+        let discovery = self.discovery(raw.discovery.as_ref(), &sync);
+        let external = self.external(raw.external.as_ref(), &sync, &proxmox);
         Settings {
             file: self.file.to_path_buf(),
             proxmox,
@@ -77,6 +85,10 @@ impl<'a> Validator<'a> {
             encryption,
             state_dir,
             logging,
+            health,
+            access,
+            discovery,
+            external,
             warnings: Vec::new(),
         }
     }

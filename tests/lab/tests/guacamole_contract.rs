@@ -2029,3 +2029,141 @@ fn non_admin_tree_shows_only_readable_objects_and_filters_connections() {
         1
     );
 }
+
+// ---- rule 19: 1.6 directory PATCH collects every Guacamole error -----------
+
+fn group_body(name: &str, parent: &str) -> Value {
+    json!({"name": name, "parentIdentifier": parent, "type": "ORGANIZATIONAL", "attributes": {}})
+}
+
+#[test]
+fn r19_v16_patch_collects_5xx_guacamole_errors_and_root_is_not_found() {
+    let g = Guac::default_v16();
+    let t = g.admin();
+    let a = g.create_group(&t, "A", "ROOT");
+    let b = g.create_group(&t, "B", &a);
+    let before = g.server.snapshot();
+    // Moving a group into its own descendant is a 501 Guacamole error: it is
+    // collected like any other entry failure, and the request answers 400.
+    let r = g.patch(
+        &t,
+        "/connectionGroups",
+        &json!([
+            {"op": "add", "path": "/", "value": group_body("C", "ROOT")},
+            {"op": "replace", "path": format!("/{a}"), "value": group_body("A", &b)},
+            {"op": "replace", "path": "/ROOT", "value": group_body("ROOT", "ROOT")},
+        ]),
+    );
+    let v = r.assert_error(400, "BAD_REQUEST", "The provided patches failed to apply.");
+    assert_eq!(
+        v["patches"],
+        json!([
+            {"op": "add", "identifier": null, "path": "/"},
+            {"op": "replace", "identifier": a, "path": format!("/{a}"),
+             "error": {"key": "APP.TEXT_UNTRANSLATED", "variables": {"MESSAGE": "A connection group may not contain itself."}}},
+            {"op": "replace", "identifier": "ROOT", "path": "/ROOT",
+             "error": {"key": "APP.TEXT_UNTRANSLATED", "variables": {"MESSAGE": "Not found: \"ROOT\""}}},
+        ])
+    );
+    assert_eq!(g.server.snapshot(), before, "everything rolled back");
+    // A missing op falls through to "unsupported": the whole request is 501.
+    g.patch(&t, "/connections", &json!([{"path": "/1"}]))
+        .assert_error(
+            501,
+            "INTERNAL_ERROR",
+            "Unsupported patch operation \"null\". Only add, replace, and remove are supported.",
+        );
+    // Non-Guacamole failures (here a storage constraint) still abort with 500.
+    g.patch(
+        &t,
+        "/connections",
+        &json!([{"op": "add", "path": "/", "value": {"name": "n", "protocol": "ssh"}}]),
+    )
+    .assert_error(500, "INTERNAL_ERROR", "Unexpected internal error");
+    assert_eq!(g.server.snapshot(), before);
+}
+
+// ---- rule 20: permission PATCH, kind by kind --------------------------------
+
+#[test]
+fn r20_a_bad_identifier_leaves_none_of_its_kinds_grants_but_earlier_kinds_stay() {
+    let g = Guac::new(
+        GuacamoleSeed::default()
+            .user(UserSeed::admin("guacadmin", "guacadmin"))
+            .user(UserSeed::new("alice", "pw")),
+    );
+    let t = g.admin();
+    let grp = g.create_group(&t, "G", "ROOT");
+    let c = g.create_connection(&t, "c", &grp);
+    let p = "/users/alice/permissions";
+    // Connection grants come first (applied), then group grants: one insert
+    // for the kind, which fails on 999 and takes the good one with it.
+    g.patch(
+        &t,
+        p,
+        &json!([
+            {"op": "add", "path": format!("/connectionGroupPermissions/{grp}"), "value": "READ"},
+            {"op": "add", "path": "/connectionGroupPermissions/999", "value": "READ"},
+            {"op": "add", "path": format!("/connectionPermissions/{c}"), "value": "READ"},
+        ]),
+    )
+    .assert_error(500, "INTERNAL_ERROR", "Unexpected internal error");
+    let v = g.get(&t, p).json();
+    assert_eq!(v["connectionPermissions"], json!({ c.clone(): ["READ"] }));
+    assert_eq!(v["connectionGroupPermissions"], json!({}));
+    // An empty identifier is taken verbatim and fails in storage: 500.
+    g.patch(
+        &t,
+        p,
+        &json!([{"op": "add", "path": "/connectionPermissions/", "value": "READ"}]),
+    )
+    .assert_error(500, "INTERNAL_ERROR", "Unexpected internal error");
+    // A missing op ends in 500 (the switch on a null operation).
+    g.patch(
+        &t,
+        p,
+        &json!([{"path": format!("/connectionPermissions/{c}"), "value": "UPDATE"}]),
+    )
+    .assert_error(500, "INTERNAL_ERROR", "Unexpected internal error");
+    assert_eq!(
+        g.get(&t, p).json()["connectionPermissions"],
+        json!({ c.clone(): ["READ"] })
+    );
+}
+
+#[test]
+fn r20_a_non_administrator_is_authorised_kind_by_kind() {
+    let g = Guac::new(
+        GuacamoleSeed::default()
+            .user(UserSeed::admin("guacadmin", "guacadmin"))
+            .user(UserSeed::new("sync", "pw"))
+            .user(UserSeed::new("alice", "pw")),
+    );
+    let t = g.admin();
+    let grp = g.create_group(&t, "G", "ROOT");
+    let c = g.create_connection(&t, "c", &grp);
+    // sync may see and edit alice and administer the connection, not the group.
+    g.patch(
+        &t,
+        "/users/sync/permissions",
+        &json!([
+            {"op": "add", "path": "/userPermissions/alice", "value": "READ"},
+            {"op": "add", "path": "/userPermissions/alice", "value": "UPDATE"},
+            {"op": "add", "path": format!("/connectionPermissions/{c}"), "value": "ADMINISTER"},
+        ]),
+    )
+    .assert_status(204);
+    let s = g.login("sync", "pw");
+    g.patch(
+        &s,
+        "/users/alice/permissions",
+        &json!([
+            {"op": "add", "path": format!("/connectionPermissions/{c}"), "value": "READ"},
+            {"op": "add", "path": format!("/connectionGroupPermissions/{grp}"), "value": "READ"},
+        ]),
+    )
+    .assert_error(403, "PERMISSION_DENIED", "Permission denied.");
+    let v = g.get(&t, "/users/alice/permissions").json();
+    assert_eq!(v["connectionPermissions"], json!({ c.clone(): ["READ"] }));
+    assert_eq!(v["connectionGroupPermissions"], json!({}));
+}

@@ -2218,3 +2218,204 @@ async fn revoked_expired_and_disabled_credentials_give_401() {
     assert!(pve.cluster.revoke_token(SYNC));
     assert_eq!(pve.call("GET", "/version").await.status, 401);
 }
+
+// ---------------------------------------------------------------- rule 20
+
+const POOLED: &str = "PVEAPIToken=pooled@pve!desk=0d0d0d0d-1111-4222-8333-444444444444";
+
+/// `pooled@pve` holds PVEVMAdmin on `/vms`; its privsep token `desk` is
+/// granted only through pool `desk`, which holds guest 100 (101 is outside).
+fn pool_seed() -> ClusterSeed {
+    ClusterSeed::new("lab")
+        .node("pve1")
+        .auth_delay(false)
+        .pool("desk")
+        .guest(GuestSeed::vm(100, "in-pool", "pve1").running().pool("desk"))
+        .guest(GuestSeed::vm(101, "outside", "pve1").running())
+        .user("pooled@pve")
+        .token(pve_guac_lab::proxmox::TokenSeed::new(
+            "pooled@pve",
+            "desk",
+            "0d0d0d0d-1111-4222-8333-444444444444",
+        ))
+        .acl("/vms", "pooled@pve", "PVEVMAdmin")
+        .acl("/pool/desk", "pooled@pve!desk", "PVEVMUser")
+}
+
+#[tokio::test]
+async fn rule20_privsep_token_pool_roles_meet_the_owners_path_privileges() {
+    let mut pve = Pve::with_seed(pool_seed());
+    pve.auth = POOLED.into();
+    // (token path roles ∪ token pool roles) ∩ (owner's privileges on the path).
+    let a = pve.call("GET", "/nodes/pve1/qemu/100/config").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = pve.call("GET", "/nodes/pve1/qemu/101/config").await;
+    a.assert_error(403, "Permission check failed (/vms/101, VM.Audit)");
+    let listed: Vec<u64> = pve
+        .call("GET", "/cluster/resources?type=vm")
+        .await
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["vmid"].as_u64())
+        .collect();
+    assert_eq!(listed, vec![100]);
+    // Pool-derived privileges carry propagate flag 0; PVEVMUser lacks
+    // VM.Config.Options, so the intersection lacks it too.
+    let a = pve.call("GET", "/access/permissions?path=/vms/100").await;
+    let privs = a.data()["/vms/100"].as_object().unwrap().clone();
+    assert_eq!(privs["VM.Audit"], 0, "{privs:?}");
+    assert_eq!(privs["VM.PowerMgmt"], 0, "{privs:?}");
+    assert!(!privs.contains_key("VM.Config.Options"), "{privs:?}");
+}
+
+#[tokio::test]
+async fn rule20_pool_roles_of_a_user_are_flagged_zero_and_never_beat_path_roles() {
+    let seed = ClusterSeed::new("lab")
+        .node("pve1")
+        .auth_delay(false)
+        .pool("desk")
+        .guest(GuestSeed::vm(100, "in-pool", "pve1").pool("desk"))
+        .user("pooled@pve")
+        .token(
+            pve_guac_lab::proxmox::TokenSeed::new(
+                "pooled@pve",
+                "desk",
+                "0d0d0d0d-1111-4222-8333-444444444444",
+            )
+            .privsep(false),
+        )
+        .acl("/pool/desk", "pooled@pve", "PVEVMUser")
+        .acl("/vms/100", "pooled@pve", "PVEAuditor");
+    let mut pve = Pve::with_seed(seed);
+    pve.auth = POOLED.into();
+    let a = pve.call("GET", "/access/permissions?path=/vms/100").await;
+    let privs = a.data()["/vms/100"].as_object().unwrap().clone();
+    // VM.Audit is in both roles: the path role (propagating) sets it to 1.
+    assert_eq!(privs["VM.Audit"], 1, "{privs:?}");
+    // VM.PowerMgmt only comes from the pool: flag 0.
+    assert_eq!(privs["VM.PowerMgmt"], 0, "{privs:?}");
+
+    // A NoAccess among the pool roles trumps the regular ACL.
+    let seed = pool_seed().acl("/pool/desk", "pooled@pve", "NoAccess").acl(
+        "/pool/desk",
+        "pooled@pve",
+        "PVEVMUser",
+    );
+    let mut pve = Pve::with_seed(seed);
+    pve.auth = POOLED.into();
+    let a = pve.call("GET", "/access/permissions?path=/vms/100").await;
+    assert_eq!(a.data(), json!({"/vms/100": {}}));
+}
+
+#[tokio::test]
+async fn rule20_no_access_replaces_every_other_role_at_its_level() {
+    let seed = ClusterSeed::new("lab")
+        .node("pve1")
+        .auth_delay(false)
+        .guest(GuestSeed::vm(100, "a", "pve1"))
+        .user("pooled@pve")
+        .token(
+            pve_guac_lab::proxmox::TokenSeed::new(
+                "pooled@pve",
+                "desk",
+                "0d0d0d0d-1111-4222-8333-444444444444",
+            )
+            .privsep(false),
+        )
+        .acl("/vms/100", "pooled@pve", "PVEVMUser")
+        .acl("/vms/100", "pooled@pve", "NoAccess");
+    let mut pve = Pve::with_seed(seed);
+    pve.auth = POOLED.into();
+    let a = pve.call("GET", "/nodes/pve1/qemu/100/config").await;
+    a.assert_error(403, "Permission check failed (/vms/100, VM.Audit)");
+    let a = pve.call("GET", "/access/permissions?path=/vms/100").await;
+    assert_eq!(a.data(), json!({"/vms/100": {}}));
+}
+
+#[tokio::test]
+async fn rule20_access_permissions_lists_every_node_of_the_acl_tree() {
+    let seed = ClusterSeed::example("lab")
+        .auth_delay(false)
+        .user("other@pve")
+        .acl("/sdn/zones/localnetwork/vmbr0", "other@pve", "PVEAuditor")
+        .acl("/mapping/pci/gpu0", "other@pve", "PVEAuditor");
+    let pve = Pve::with_seed(seed).with_root_token();
+    let data = pve.call("GET", "/access/permissions").await.data();
+    let paths: Vec<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/",
+        "/sdn/zones",
+        "/sdn/zones/localnetwork",
+        "/sdn/zones/localnetwork/vmbr0",
+        "/mapping",
+        "/mapping/pci",
+        "/mapping/pci/gpu0",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    // Empty maps are dropped, but `path=` always answers its one key.
+    let mut pve = Pve::with_seed(pool_seed());
+    pve.auth = POOLED.into();
+    let data = pve.call("GET", "/access/permissions").await.data();
+    assert!(data.get("/vms/101").is_none(), "{data}");
+    assert_eq!(data["/vms/100"]["VM.Audit"], 0, "{data}");
+    let a = pve.call("GET", "/access/permissions?path=/vms/101").await;
+    assert_eq!(a.data(), json!({"/vms/101": {}}));
+}
+
+// ---------------------------------------------------------------- rule 21
+
+#[tokio::test]
+async fn rule21_form_and_query_split_on_semicolons_and_cut_at_raw_equals() {
+    let pve = Pve::example().with_root_token();
+    let put = |body: &'static str| {
+        request(
+            "PUT",
+            "/api2/json/nodes/pve1/qemu/100/config",
+            &[
+                ("Authorization", ROOT_TOKEN),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    // A raw `;` starts a new pair: `b` is an unknown parameter.
+    let a = pve.send("pve1", put("description=a;b=c")).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(
+        a.param_error("b"),
+        "property is not defined in schema and the schema does not allow additional properties"
+    );
+    // A raw `=` inside a value cuts it there.
+    let a = pve.send("pve1", put("description=pass=x%3By")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(pve.cluster.notes(100).as_deref(), Some("pass"));
+    // Encoded, both survive.
+    let a = pve.send("pve1", put("description=a%3Bb%3Dc%26d")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(pve.cluster.notes(100).as_deref(), Some("a;b=c&d"));
+    // A key without `=` is a parameter: unknown → 400.
+    let a = pve.send("pve1", put("description=x&bogus")).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["errors"].get("bogus").is_some(), "{}", a.text());
+    // The query string is decoded the same way.
+    let a = pve
+        .call("GET", "/nodes/pve1/qemu/100/config?current=1;bogus=1")
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert!(a.json()["errors"].get("bogus").is_some(), "{}", a.text());
+    // A repeated key becomes a list, which a string parameter refuses.
+    let a = pve.send("pve1", put("description=a&description=b")).await;
+    assert_eq!(a.status, 400, "{}", a.text());
+    assert_eq!(
+        a.param_error("description"),
+        "type check ('string') failed - got ARRAY"
+    );
+}

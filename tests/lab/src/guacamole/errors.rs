@@ -90,6 +90,12 @@ impl GuacError {
         Self::new(500, ErrorType::InternalError, "Unexpected internal error")
     }
 
+    /// True for [`GuacError::internal`]: the framework's answer to an
+    /// exception that is not a `GuacamoleException` (storage, null handling).
+    pub fn is_unexpected(&self) -> bool {
+        *self == Self::internal()
+    }
+
     /// "Unsupported" operations: 501 with type INTERNAL_ERROR.
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(501, ErrorType::InternalError, message)

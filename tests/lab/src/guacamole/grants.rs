@@ -1,6 +1,11 @@
 //! `PATCH …/permissions` on users and user groups (§7.3): the whole list is
-//! validated first (path, then value, then op per entry), then applied kind
-//! by kind, adds before removes — not one transaction across kinds.
+//! parsed first (path, then value, then op per entry), then applied kind by
+//! kind, adds before removes — not one transaction across kinds. As 1.6.0
+//! `PermissionSetResource.patchPermissions` + JDBC
+//! `ModeledObjectPermissionService.createPermissions`/`deletePermissions`:
+//! each (kind, add|remove) batch is authorised on its own and written by one
+//! statement, so a bad identifier leaves none of that batch applied while
+//! earlier batches stay.
 
 use super::body::{PatchEntry, PatchOp, string_of};
 use super::errors::{Fail, GuacError};
@@ -30,7 +35,8 @@ enum Change {
 }
 
 fn parse_entry(e: &PatchEntry, version: GuacVersion) -> Result<Change, GuacError> {
-    let path = e.path.clone().unwrap_or_default();
+    // A missing path or op is dereferenced as null by the server: 500.
+    let path = e.path.clone().ok_or_else(GuacError::internal)?;
     let target = if path == "/systemPermissions" {
         None
     } else {
@@ -38,7 +44,6 @@ fn parse_entry(e: &PatchEntry, version: GuacVersion) -> Result<Change, GuacError
             path.strip_prefix('/')
                 .and_then(|p| p.strip_prefix(kind.member()))
                 .and_then(|p| p.strip_prefix('/'))
-                .filter(|id| !id.is_empty())
                 .map(|id| (kind, id.to_string()))
         });
         match found {
@@ -57,10 +62,11 @@ fn parse_entry(e: &PatchEntry, version: GuacVersion) -> Result<Change, GuacError
     let op_is_add = |op: Option<PatchOp>| match op {
         Some(PatchOp::Add) => Ok(true),
         Some(PatchOp::Remove) => Ok(false),
-        other => Err(GuacError::bad_request(format!(
+        Some(other) => Err(GuacError::bad_request(format!(
             "Unsupported patch operation: \"{}\"",
-            other.map_or("null", |o| o.as_str())
+            other.as_str()
         ))),
+        None => Err(GuacError::internal()),
     };
     match target {
         None => {
@@ -117,75 +123,125 @@ impl Store {
             .iter()
             .map(|e| parse_entry(e, version))
             .collect::<Result<Vec<_>, _>>()?;
-        if !actor.admin {
-            let (kind, name) = match who {
-                Grantee::User(u) => (ObjectKind::User, u),
-                Grantee::UserGroup(g) => (ObjectKind::UserGroup, g),
-            };
-            let may_edit = self.may(actor, kind, name, ObjectPermission::Update);
-            let may_grant_all = changes.iter().all(|c| match c {
-                Change::Object { kind, id, .. } => {
-                    let key = match kind {
-                        ObjectKind::Connection | ObjectKind::ConnectionGroup => {
-                            numeric_id(id).map_or_else(|| id.clone(), |n| n.to_string())
-                        }
-                        _ => id.clone(),
-                    };
-                    self.may(actor, *kind, &key, ObjectPermission::Administer)
-                }
-                Change::System { .. } => false,
-            });
-            if !may_edit || !may_grant_all {
-                return Err(GuacError::denied().into());
-            }
-        }
         for kind in ObjectKind::ALL {
             for add in [true, false] {
-                for change in &changes {
-                    let Change::Object {
-                        kind: k,
-                        id,
-                        perm,
-                        add: a,
-                    } = change
-                    else {
-                        continue;
-                    };
-                    if *k != kind || *a != add {
-                        continue;
-                    }
-                    let key = match self.grant_target_exists(kind, id) {
-                        Some(key) => key,
-                        None if add => return Err(GuacError::internal().into()),
-                        None => id.clone(),
-                    };
-                    let set = self
-                        .grantee_set(who)
-                        .ok_or_else(|| GuacError::not_found("?"))?;
-                    if add {
-                        set.grant(kind, &key, *perm);
-                    } else {
-                        set.revoke(kind, &key, *perm);
-                    }
+                let batch: Vec<(&str, ObjectPermission)> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Object {
+                            kind: k,
+                            id,
+                            perm,
+                            add: a,
+                        } if *k == kind && *a == add => Some((id.as_str(), *perm)),
+                        _ => None,
+                    })
+                    .collect();
+                if !batch.is_empty() {
+                    self.apply_object_batch(actor, who, kind, add, &batch)?;
                 }
             }
         }
-        let set = self
-            .grantee_set(who)
-            .ok_or_else(|| GuacError::not_found("?"))?;
         for add in [true, false] {
-            for change in &changes {
-                if let Change::System { perm, add: a } = change
-                    && *a == add
-                {
-                    if add {
-                        set.system.insert(*perm);
-                    } else {
-                        set.system.remove(perm);
-                    }
+            let batch: Vec<SystemPermission> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::System { perm, add: a } if *a == add => Some(*perm),
+                    _ => None,
+                })
+                .collect();
+            if batch.is_empty() {
+                continue;
+            }
+            // Only administrators may alter system permissions.
+            if !actor.admin {
+                return Err(GuacError::denied().into());
+            }
+            let set = self
+                .grantee_set(who)
+                .ok_or_else(|| GuacError::not_found("?"))?;
+            for perm in batch {
+                if add {
+                    set.system.insert(perm);
+                } else {
+                    set.system.remove(&perm);
                 }
             }
         }
         Ok(())
+    }
+
+    /// One `createPermissions`/`deletePermissions` call: authorised as a
+    /// whole, then one statement — any bad identifier fails all of it.
+    fn apply_object_batch(
+        &mut self,
+        actor: &Actor,
+        who: &Grantee,
+        kind: ObjectKind,
+        add: bool,
+        batch: &[(&str, ObjectPermission)],
+    ) -> Result<(), Fail> {
+        if !self.may_alter(actor, who, kind, batch) {
+            return Err(GuacError::denied().into());
+        }
+        let keys = batch
+            .iter()
+            .map(|(id, _)| self.statement_key(kind, id, add))
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(GuacError::internal)?;
+        let set = self
+            .grantee_set(who)
+            .ok_or_else(|| GuacError::not_found("?"))?;
+        for (key, (_, perm)) in keys.iter().zip(batch) {
+            if add {
+                set.grant(kind, key, *perm);
+            } else {
+                set.revoke(kind, key, *perm);
+            }
+        }
+        Ok(())
+    }
+
+    /// `canAlterPermissions`: a non-administrator needs UPDATE on the grantee
+    /// and ADMINISTER on every object of the batch.
+    fn may_alter(
+        &self,
+        actor: &Actor,
+        who: &Grantee,
+        kind: ObjectKind,
+        batch: &[(&str, ObjectPermission)],
+    ) -> bool {
+        if actor.admin {
+            return true;
+        }
+        let (grantee_kind, name) = match who {
+            Grantee::User(u) => (ObjectKind::User, u),
+            Grantee::UserGroup(g) => (ObjectKind::UserGroup, g),
+        };
+        self.may(actor, grantee_kind, name, ObjectPermission::Update)
+            && batch.iter().all(|(id, _)| {
+                let key = match kind {
+                    ObjectKind::Connection | ObjectKind::ConnectionGroup => {
+                        numeric_id(id).map_or_else(|| id.to_string(), |n| n.to_string())
+                    }
+                    _ => id.to_string(),
+                };
+                self.may(actor, kind, &key, ObjectPermission::Administer)
+            })
+    }
+
+    /// The key a grant is stored under, or `None` where the statement fails
+    /// in storage: an insert naming a missing object, or a connection /
+    /// group id (empty included) that is not an integer.
+    fn statement_key(&self, kind: ObjectKind, id: &str, add: bool) -> Option<String> {
+        if let Some(key) = self.grant_target_exists(kind, id) {
+            return Some(key);
+        }
+        let integer_ids = matches!(kind, ObjectKind::Connection | ObjectKind::ConnectionGroup);
+        if add || (integer_ids && numeric_id(id).is_none()) {
+            None
+        } else {
+            Some(id.to_string())
+        }
     }
 }

@@ -190,14 +190,18 @@ fn run_entries(
         let Some(id) = path.strip_prefix('/').map(str::to_string) else {
             return Err(GuacError::bad_request("Patch paths must start with \"/\".").into());
         };
-        let op = e.op.ok_or_else(GuacError::internal)?;
-        if matches!(op, PatchOp::Test | PatchOp::Copy | PatchOp::Move) {
-            return Err(GuacError::unsupported(format!(
-                "Unsupported patch operation \"{}\". Only add, replace, and remove are supported.",
-                op.as_str()
-            ))
-            .into());
-        }
+        // A missing op falls through to the "unsupported" branch like
+        // test/copy/move: the whole request fails with 501.
+        let op = match e.op {
+            Some(op @ (PatchOp::Add | PatchOp::Replace | PatchOp::Remove)) => op,
+            other => {
+                return Err(GuacError::unsupported(format!(
+                    "Unsupported patch operation \"{}\". Only add, replace, and remove are supported.",
+                    other.map_or("null", PatchOp::as_str)
+                ))
+                .into());
+            }
+        };
         let actor = work.actor(user);
         let result: Result<Option<String>, Fail> = match (op, value) {
             (PatchOp::Add, Object::Connection(b)) => work
@@ -215,6 +219,10 @@ fn run_entries(
             (PatchOp::Replace, Object::Connection(b)) => work
                 .update_connection(&actor, &id, b, version, false)
                 .map(|n| Some(n.to_string())),
+            // The directory holds no ROOT object (only `getRootConnectionGroup` does).
+            (PatchOp::Replace, Object::Group(_)) if id == "ROOT" => {
+                Err(GuacError::not_found(&id).into())
+            }
             (PatchOp::Replace, Object::Group(b)) => work
                 .update_group(&actor, &id, b, false)
                 .map(|n| Some(n.to_string())),
@@ -233,8 +241,10 @@ fn run_entries(
                 path,
                 error: None,
             }),
-            // Client errors are collected; server errors abort the request.
-            Err(Fail::Api(err)) if err.status < 500 => outcomes.push(Outcome {
+            // Every Guacamole error is collected, whatever its status
+            // (`createPatchFailure`); only failures outside Guacamole's
+            // exception types (storage, null handling) abort with 500.
+            Err(Fail::Api(err)) if !err.is_unexpected() => outcomes.push(Outcome {
                 op,
                 identifier: (op != PatchOp::Add).then(|| id.clone()),
                 path,

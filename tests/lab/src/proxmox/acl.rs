@@ -50,9 +50,15 @@ enum Subject {
 #[derive(Debug, Clone)]
 struct AclEntry {
     subject: Subject,
-    privs: PrivSet,
+    role: String,
     propagate: bool,
 }
+
+/// Roles set for a subject on a path: role name → propagate flag
+/// (pve-access-control `AccessControl::roles`).
+type RoleFlags = BTreeMap<String, bool>;
+
+const NO_ACCESS: &str = "NoAccess";
 
 /// Privileges on one path, with the propagate flag of the granting entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,13 +72,6 @@ impl Grant {
         Grant {
             privs: self.privs.intersect(o.privs),
             propagating: self.propagating.intersect(o.propagating),
-        }
-    }
-
-    fn union(self, o: Grant) -> Grant {
-        Grant {
-            privs: self.privs.union(o.privs),
-            propagating: self.propagating.union(o.propagating),
         }
     }
 }
@@ -134,13 +133,12 @@ impl Access {
     }
 
     fn add_acl(&mut self, path: &str, subject: Subject, role: &str, propagate: bool) {
-        let privs = self.role_privs(role);
         self.acls
             .entry(normalise_path(path))
             .or_default()
             .push(AclEntry {
                 subject,
-                privs,
+                role: role.to_string(),
                 propagate,
             });
     }
@@ -165,48 +163,46 @@ impl Access {
         self.add_acl(path, s, role, true);
     }
 
-    /// Every path that appears in an ACL.
+    /// Every node of the ACL tree: each ACL path and every path above it
+    /// (pve-access-control `iterate_acl_tree` walks intermediate nodes too).
     pub fn acl_paths(&self) -> BTreeSet<String> {
-        self.acls.keys().cloned().collect()
+        self.acls.keys().flat_map(|p| path_prefixes(p)).collect()
     }
 
     /// Effective privileges of `who` on `path`. `pool` is the pool of the
     /// guest when `path` is `/vms/<V>` (pool ACLs apply to members).
+    ///
+    /// As `RPCEnvironment::permissions` + `$compile_acl_path`: a privsep
+    /// token gets (its path roles ∪ its pool roles) ∩ (the owner's privileges
+    /// on the path, the owner's pool roles included); the propagate flag of a
+    /// privilege held by both is the AND of the two.
     pub fn grant_on(&self, who: &Identity, path: &str, pool: Option<&str>) -> Grant {
         let path = normalise_path(path);
-        let base = |p: &str| -> Grant {
-            match who {
-                Identity::User(u) => self.user_grant(u, p),
-                Identity::Token {
-                    user,
-                    name,
-                    privsep,
-                } => {
-                    let owner = self.user_grant(user, p);
-                    if !privsep {
-                        return owner;
-                    }
-                    let token = self.subject_grant(&format!("{user}!{name}"), true, &[], p);
-                    if user == "root@pam" {
-                        token
-                    } else {
-                        owner.intersect(token)
-                    }
+        match who {
+            Identity::User(u) => self.user_grant(u, &path, pool),
+            Identity::Token {
+                user,
+                name,
+                privsep,
+            } => {
+                if !privsep {
+                    return self.user_grant(user, &path, pool);
+                }
+                let token = self.compile(&format!("{user}!{name}"), true, &[], &path, pool);
+                if user == "root@pam" {
+                    token
+                } else {
+                    token.intersect(self.user_grant(user, &path, pool))
                 }
             }
-        };
-        let mut g = base(&path);
-        if let Some(pool) = pool {
-            g = g.union(base(&format!("/pool/{pool}")));
         }
-        g
     }
 
     pub fn privs_on(&self, who: &Identity, path: &str, pool: Option<&str>) -> PrivSet {
         self.grant_on(who, path, pool).privs
     }
 
-    fn user_grant(&self, user: &str, path: &str) -> Grant {
+    fn user_grant(&self, user: &str, path: &str, pool: Option<&str>) -> Grant {
         if user == "root@pam" {
             let all = self.catalog.all();
             return Grant {
@@ -219,44 +215,71 @@ impl Access {
             .get(user)
             .map(|u| u.groups.clone())
             .unwrap_or_default();
-        self.subject_grant(user, false, &groups, path)
+        self.compile(user, false, &groups, path, pool)
+    }
+
+    /// One subject's privileges on `path`: its roles there, plus the roles
+    /// it holds on the guest's pool, turned into privileges.
+    fn compile(
+        &self,
+        id: &str,
+        is_token: bool,
+        groups: &[String],
+        path: &str,
+        pool: Option<&str>,
+    ) -> Grant {
+        let mut roles = self.roles(id, is_token, groups, path);
+        if let Some(pool) = pool {
+            let pool_roles = self.roles(id, is_token, groups, &format!("/pool/{pool}"));
+            add_pool_roles(&mut roles, &pool_roles);
+        }
+        let mut grant = Grant::default();
+        for (role, propagate) in &roles {
+            let privs = self.role_privs(role);
+            grant.privs = grant.privs.union(privs);
+            if *propagate {
+                grant.propagating = grant.propagating.union(privs);
+            }
+        }
+        grant
     }
 
     /// Walk from `/` down to `path`; the deepest level with entries for the
-    /// subject wins (user entries over group entries on the same level);
-    /// entries on parent levels count only when propagating.
-    fn subject_grant(&self, id: &str, is_token: bool, groups: &[String], path: &str) -> Grant {
-        let mut result = Grant::default();
+    /// subject replaces what was found above (token entries, else user
+    /// entries, else group entries of that level); entries above `path` count
+    /// only when propagating. A `NoAccess` in the result replaces every other
+    /// role (`AccessControl::roles`).
+    fn roles(&self, id: &str, is_token: bool, groups: &[String], path: &str) -> RoleFlags {
+        let mut result = RoleFlags::new();
         for prefix in path_prefixes(path) {
             let Some(entries) = self.acls.get(&prefix) else {
                 continue;
             };
             let exact = prefix == path;
-            let mut direct: Option<Grant> = None;
-            let mut group: Option<Grant> = None;
-            for e in entries.iter().filter(|e| exact || e.propagate) {
-                let g = Grant {
-                    privs: e.privs,
-                    propagating: if e.propagate { e.privs } else { PrivSet::EMPTY },
-                };
-                match &e.subject {
-                    Subject::User(u) if !is_token && u == id => {
-                        direct = Some(direct.unwrap_or_default().union(g))
-                    }
-                    Subject::Token(t) if is_token && t == id => {
-                        direct = Some(direct.unwrap_or_default().union(g))
-                    }
-                    Subject::Group(gr) if groups.contains(gr) => {
-                        group = Some(group.unwrap_or_default().union(g))
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(g) = direct.or(group) {
-                result = g;
+            let applicable: Vec<&AclEntry> =
+                entries.iter().filter(|e| exact || e.propagate).collect();
+            let of = |keep: &dyn Fn(&Subject) -> bool| -> Option<RoleFlags> {
+                let set: RoleFlags = applicable
+                    .iter()
+                    .filter(|e| keep(&e.subject))
+                    .map(|e| (e.role.clone(), e.propagate))
+                    .collect();
+                (!set.is_empty()).then_some(set)
+            };
+            let level = if is_token {
+                of(&|s| matches!(s, Subject::Token(t) if t == id))
+            } else {
+                of(&|s| matches!(s, Subject::User(u) if u == id))
+                    .or_else(|| of(&|s| matches!(s, Subject::Group(g) if groups.contains(g))))
+            };
+            if let Some(level) = level {
+                result = level;
             }
         }
-        result
+        match result.get(NO_ACCESS) {
+            Some(&flag) => RoleFlags::from([(NO_ACCESS.to_string(), flag)]),
+            None => result,
+        }
     }
 
     /// Privilege map of `/access/permissions` for one path.
@@ -275,6 +298,22 @@ impl Access {
                 (n.to_string(), u8::from(p))
             })
             .collect()
+    }
+}
+
+/// Pool roles join the path's roles with propagate flag 0 and never replace
+/// a role the path already set; a `NoAccess` on the path is kept, a `NoAccess`
+/// among the pool roles replaces everything (`$compile_acl_path`).
+fn add_pool_roles(roles: &mut RoleFlags, pool_roles: &RoleFlags) {
+    if pool_roles.is_empty() || roles.contains_key(NO_ACCESS) {
+        return;
+    }
+    if pool_roles.contains_key(NO_ACCESS) {
+        *roles = RoleFlags::from([(NO_ACCESS.to_string(), false)]);
+        return;
+    }
+    for role in pool_roles.keys() {
+        roles.entry(role.clone()).or_insert(false);
     }
 }
 

@@ -1,12 +1,12 @@
 //! Request parameters (§1.1): query and body merged (query wins), typed the
 //! way the server's JSON-schema validator types them, with its exact texts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 use super::errors::ApiError;
-use crate::http::{Request, parse_form};
+use crate::http::Request;
 
 /// A raw parameter value: form/query strings or JSON body values.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,8 @@ pub enum Raw {
     Str(String),
     Bool(bool),
     Num(serde_json::Number),
+    /// A form/query key given more than once: the server builds an array.
+    Many(Vec<String>),
 }
 
 impl Raw {
@@ -23,8 +25,54 @@ impl Raw {
             Raw::Str(s) => s.clone(),
             Raw::Bool(b) => if *b { "1" } else { "0" }.into(),
             Raw::Num(n) => n.to_string(),
+            Raw::Many(_) => "ARRAY".into(),
         }
     }
+}
+
+/// Decode form bodies and query strings as pve-http-server does
+/// (`PVE/APIServer/AnyEvent.pm` `decode_urlencoded`): pairs split on `&` and
+/// `;`; each pair split on `=` Perl-style, so the value ends at a second raw
+/// `=` and an empty or missing value is undefined; `+` is a space; a key given
+/// twice collects its defined values into an array.
+pub fn decode_urlencoded(raw: &[u8]) -> BTreeMap<String, Option<Raw>> {
+    let mut out: BTreeMap<String, Option<Raw>> = BTreeMap::new();
+    let mut pairs: Vec<&[u8]> = raw.split(|b| *b == b'&' || *b == b';').collect();
+    // Perl's split drops trailing empty fields.
+    while pairs.last().is_some_and(|p| p.is_empty()) {
+        pairs.pop();
+    }
+    for pair in pairs {
+        let mut fields: Vec<&[u8]> = pair.split(|b| *b == b'=').collect();
+        while fields.last().is_some_and(|f| f.is_empty()) {
+            fields.pop();
+        }
+        let key = fields.first().map(|k| form_decode(k)).unwrap_or_default();
+        let Some(value) = fields.get(1).map(|v| form_decode(v)) else {
+            out.insert(key, None);
+            continue;
+        };
+        let merged = match out.remove(&key).flatten() {
+            None => Raw::Str(value),
+            Some(Raw::Many(mut all)) => {
+                all.push(value);
+                Raw::Many(all)
+            }
+            Some(old) => Raw::Many(vec![old.shown(), value]),
+        };
+        out.insert(key, Some(merged));
+    }
+    out
+}
+
+fn form_decode(raw: &[u8]) -> String {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Why the body could not be turned into parameters.
@@ -40,6 +88,10 @@ pub enum BodyError {
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     map: BTreeMap<String, Raw>,
+    /// Form/query keys present without a defined value (`key`, `key=`):
+    /// the schema rejects unknown ones and skips the type check of known
+    /// ones; a handler sees an empty string (so `description=` clears notes).
+    undefined: BTreeSet<String>,
 }
 
 /// What a parameter must look like.
@@ -63,7 +115,7 @@ impl Params {
     /// Merge body and query (query wins, `_dc` dropped). Path parameters are
     /// added by [`Params::with_path`].
     pub fn from_request(req: &Request) -> Result<Params, BodyError> {
-        let mut map = BTreeMap::new();
+        let mut params = Params::default();
         if !req.body.is_empty() {
             let ct = req
                 .header("content-type")
@@ -76,8 +128,8 @@ impl Params {
                 .to_ascii_lowercase();
             match mime.as_str() {
                 "application/x-www-form-urlencoded" | "" => {
-                    for (k, v) in parse_form(&req.body) {
-                        map.insert(k, Raw::Str(v));
+                    for (k, v) in decode_urlencoded(&req.body) {
+                        params.set(k, v);
                     }
                 }
                 "application/json" => {
@@ -94,17 +146,32 @@ impl Params {
                             Value::Null => continue,
                             other => Raw::Str(other.to_string()),
                         };
-                        map.insert(k, raw);
+                        params.set(k, Some(raw));
                     }
                 }
                 _ => return Err(BodyError::UnsupportedType(mime)),
             }
         }
-        for (k, v) in req.query_pairs() {
-            map.insert(k, Raw::Str(v));
+        for (k, v) in decode_urlencoded(req.query.as_bytes()) {
+            params.set(k, v);
         }
-        map.remove("_dc");
-        Ok(Params { map })
+        params.map.remove("_dc");
+        params.undefined.remove("_dc");
+        Ok(params)
+    }
+
+    /// A later source (the query) replaces the key, defined or not.
+    fn set(&mut self, key: String, value: Option<Raw>) {
+        match value {
+            Some(v) => {
+                self.undefined.remove(&key);
+                self.map.insert(key, v);
+            }
+            None => {
+                self.map.insert(key.clone(), Raw::Str(String::new()));
+                self.undefined.insert(key);
+            }
+        }
     }
 
     /// Add the path parameters; a body/query parameter repeating one with a
@@ -151,6 +218,8 @@ impl Params {
                         "property is not defined in schema and the schema does not allow additional properties".to_string(),
                     );
                 }
+                // An undefined value passes the type check (`check_prop`).
+                Some(_) if self.undefined.contains(name) => {}
                 Some(kind) => {
                     if let Err(text) = check(kind, raw) {
                         errors.insert(name.clone(), text);
@@ -159,7 +228,7 @@ impl Params {
             }
         }
         for (name, _, required) in schema {
-            if *required && !self.map.contains_key(*name) {
+            if *required && (!self.map.contains_key(*name) || self.undefined.contains(*name)) {
                 errors.insert(
                     name.to_string(),
                     "property is missing and it is not optional".to_string(),
@@ -214,6 +283,14 @@ fn is_integer_text(s: &str) -> bool {
 /// One value against one kind: type → format → maxLength → min/max → enum.
 fn check(kind: Kind, raw: &Raw) -> Result<(), String> {
     let shown = raw.shown();
+    if let Raw::Many(_) = raw {
+        let ty = match kind {
+            Kind::Bool => "boolean",
+            Kind::Int { .. } | Kind::Vmid => "integer",
+            Kind::Str { .. } | Kind::Enum(_) | Kind::Node => "string",
+        };
+        return Err(format!("type check ('{ty}') failed - got ARRAY"));
+    }
     match kind {
         Kind::Bool => match raw {
             Raw::Bool(_) => Ok(()),
@@ -225,6 +302,7 @@ fn check(kind: Kind, raw: &Raw) -> Result<(), String> {
                 Raw::Num(n) => n.is_i64() || n.is_u64(),
                 Raw::Str(s) => is_integer_text(s),
                 Raw::Bool(_) => true,
+                Raw::Many(_) => false,
             };
             if !ok_type {
                 return Err(format!("type check ('integer') failed - got '{shown}'"));
@@ -265,6 +343,7 @@ fn check(kind: Kind, raw: &Raw) -> Result<(), String> {
                 Raw::Num(n) => n.is_i64() || n.is_u64(),
                 Raw::Str(s) => is_integer_text(s),
                 Raw::Bool(_) => true,
+                Raw::Many(_) => false,
             };
             if !ok_type {
                 return Err(format!("type check ('integer') failed - got '{shown}'"));

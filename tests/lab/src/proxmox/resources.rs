@@ -116,7 +116,7 @@ pub fn resources(state: &State, who: &Identity, filter: Option<&str>, now: Durat
 fn guests<'a>(state: &'a State, who: &Identity, now: Duration, out: &mut Vec<Item<'a>>) {
     let lag = Duration::from_secs_f64(state.settings.options.resources_lag_secs.max(0.0));
     // Privileges on `/vms/<V>` only differ from `/vms` where an ACL names the
-    // guest or its pool: compute the common case once.
+    // guest or it is in a pool: compute the common cases once.
     let common = state.access.privs_on(who, "/vms/0", None);
     let specific: Vec<String> = state.access.acl_paths().into_iter().collect();
     let mut pool_privs: HashMap<&str, PrivSet> = HashMap::new();
@@ -128,17 +128,15 @@ fn guests<'a>(state: &'a State, who: &Identity, now: Duration, out: &mut Vec<Ite
         .collect();
     for g in state.guests.values() {
         let path = format!("/vms/{}", g.vmid);
-        let mut privs = if specific.binary_search(&path).is_ok() {
-            state.access.privs_on(who, &path, None)
+        let privs = if specific.binary_search(&path).is_ok() {
+            state.access.privs_on(who, &path, g.pool.as_deref())
+        } else if let Some(p) = &g.pool {
+            *pool_privs
+                .entry(p.as_str())
+                .or_insert_with(|| state.access.privs_on(who, "/vms/0", Some(p)))
         } else {
             common
         };
-        if let Some(p) = &g.pool {
-            let pp = *pool_privs
-                .entry(p.as_str())
-                .or_insert_with(|| state.access.privs_on(who, &format!("/pool/{p}"), None));
-            privs = privs.union(pp);
-        }
         if !privs.has("VM.Audit") {
             continue;
         }

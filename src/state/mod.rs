@@ -9,12 +9,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::reconcile::model::FingerprintKey;
+
+pub(crate) mod dir;
+mod lock;
+
+pub use lock::{Holder, StateLock, holder};
 
 const STATE_FILE: &str = "state.json";
 /// Version 2: keyed fingerprints (no salt in the file). Version 1 files are
@@ -48,6 +52,33 @@ pub struct State {
     /// Guest key → last known address.
     #[serde(default)]
     pub addresses: BTreeMap<String, CachedAddress>,
+    /// Grantee key (`user:NAME`, `group:NAME`) → the READ permissions the
+    /// daemon granted it. Only these are ever revoked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, GrantRecord>,
+    /// Guest key → when its address is asked again (discovery scheduler).
+    #[serde(default)]
+    pub discovery: BTreeMap<String, crate::discovery::schedule::DiscoveryRecord>,
+    /// Guest key → unix seconds until which it is not powered up again.
+    #[serde(default)]
+    pub power_cooldown: BTreeMap<String, u64>,
+}
+
+/// READ permissions the daemon granted one user or user group.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// Connection identifiers.
+    #[serde(default)]
+    pub connections: std::collections::BTreeSet<String>,
+    /// Connection group identifiers (the managed root and groups below it).
+    #[serde(default)]
+    pub groups: std::collections::BTreeSet<String>,
+}
+
+impl GrantRecord {
+    pub fn is_empty(&self) -> bool {
+        self.connections.is_empty() && self.groups.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -81,6 +112,9 @@ pub struct CachedAddress {
     pub address: String,
     pub source: String,
     pub seen_at: u64,
+    /// The `net0` MAC the address was learnt for; a new NIC invalidates it.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 impl State {
@@ -93,6 +127,9 @@ impl State {
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),
             addresses: BTreeMap::new(),
+            grants: BTreeMap::new(),
+            discovery: BTreeMap::new(),
+            power_cooldown: BTreeMap::new(),
         }
     }
 }
@@ -117,6 +154,18 @@ pub enum StateError {
         "state directory {path} is accessible to group or others (mode {mode:04o}); use a directory only its owner can enter (chmod 700), not a shared one such as /var/lib"
     )]
     UnsafeDir { path: PathBuf, mode: u32 },
+    #[error("state directory {} is in use by {}; only one pve-guac-sync may own it at a time (stop the service, or wait for the other command)", path.display(), describe_holder(holder.as_ref()))]
+    Locked {
+        path: PathBuf,
+        holder: Option<Holder>,
+    },
+}
+
+fn describe_holder(holder: Option<&Holder>) -> String {
+    match holder {
+        Some(h) => format!("pid {} ({})", h.pid, h.role),
+        None => "another process".to_owned(),
+    }
 }
 
 impl StateError {
@@ -125,6 +174,7 @@ impl StateError {
             StateError::Io { .. } => "state_io",
             StateError::Corrupt { .. } => "state_corrupt",
             StateError::UnsafeDir { .. } => "state_dir_unsafe",
+            StateError::Locked { .. } => "state_locked",
         }
     }
 }
@@ -176,7 +226,7 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
             Err(e) => return Err(self.io(e)),
         }
-        let bytes = match read_regular(&path) {
+        let bytes = match dir::read_regular(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -210,9 +260,9 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        self.ensure_dir()?;
+        dir::ensure_private(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        let (tmp, mut f) = self.create_temp()?;
+        let (tmp, mut f) = dir::create_temp(&self.dir, STATE_FILE)?;
         let written = f
             .write_all(&bytes)
             .and_then(|()| f.sync_all())
@@ -230,74 +280,53 @@ impl StateStore {
         Ok(())
     }
 
-    /// Makes the directory owner-only when it does not exist yet; an
-    /// existing one is never chmod-ed (it may be shared), only checked.
-    fn ensure_dir(&self) -> Result<(), StateError> {
-        match fs::metadata(&self.dir) {
-            Ok(_) => self.check_dir(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir)
-                .map_err(|e| self.io(e)),
-            Err(e) => Err(self.io(e)),
-        }
-    }
-
-    /// The directory holds who owns what: others must not enter it (nor
-    /// swap its files).
     fn check_dir(&self) -> Result<(), StateError> {
-        let meta = fs::metadata(&self.dir).map_err(|e| self.io(e))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if !meta.is_dir() {
-            return Err(self.io(std::io::Error::other("not a directory")));
-        }
-        if mode & 0o077 != 0 {
-            return Err(StateError::UnsafeDir {
-                path: self.dir.clone(),
-                mode,
-            });
-        }
-        Ok(())
-    }
-
-    /// A fresh temp file beside the state file: a unique name, created
-    /// exclusively (`O_EXCL` also refuses a symlink planted under the name)
-    /// with mode 0600, so no leftover decides the mode of `state.json`.
-    fn create_temp(&self) -> Result<(PathBuf, fs::File), StateError> {
-        loop {
-            let tag: u64 = rand::random();
-            let tmp = self.dir.join(format!(".{STATE_FILE}.{tag:016x}.tmp"));
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-            {
-                Ok(f) => return Ok((tmp, f)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(self.io(e)),
-            }
-        }
+        dir::check_private(&self.dir)
     }
 }
 
-/// Reads a regular file without following a symlink at its name (a link
-/// there is reported as invalid data, not read through).
-fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
-    let meta = fs::symlink_metadata(path)?;
-    if !meta.file_type().is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file (a symlink or special file is never followed)",
-        ));
+/// The state of one directory, owned: the lock, the store and what was last
+/// written (so an unchanged state is not written again).
+#[derive(Debug)]
+pub struct StateFile {
+    store: StateStore,
+    saved: Option<State>,
+    _lock: StateLock,
+}
+
+impl StateFile {
+    /// Locks the store's directory and loads its state (fresh when there is
+    /// none).
+    pub fn open(store: StateStore, role: &str) -> Result<(StateFile, State), StateError> {
+        let lock = StateLock::acquire(store.dir(), role)?;
+        let state = store.load()?;
+        let file = StateFile {
+            store,
+            saved: Some(state.clone()),
+            _lock: lock,
+        };
+        Ok((file, state))
     }
-    fs::read(path)
+
+    pub fn dir(&self) -> &Path {
+        self.store.dir()
+    }
+
+    /// Writes `state` unless it equals what was last written.
+    pub fn save(&mut self, state: &State) -> Result<(), StateError> {
+        if self.saved.as_ref() == Some(state) {
+            return Ok(());
+        }
+        self.store.save(state)?;
+        self.saved = Some(state.clone());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A scratch directory only its owner may enter.
     fn private_dir() -> tempfile::TempDir {
@@ -393,5 +422,26 @@ mod tests {
         fs::write(victim.path(), serde_json::to_vec(&State::new()).unwrap()).unwrap();
         std::os::unix::fs::symlink(victim.path(), store.file()).unwrap();
         assert_eq!(store.load().unwrap_err().label(), "state_corrupt");
+    }
+
+    #[test]
+    fn a_state_file_writes_only_changes_and_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let store = || StateStore::new(&path).with_fingerprint_key(FingerprintKey::derive("k"));
+        let (mut file, mut st) = StateFile::open(store(), "once").unwrap();
+        assert_eq!(
+            StateFile::open(store(), "run").unwrap_err().label(),
+            "state_locked"
+        );
+        // Unchanged fresh state: nothing written yet.
+        file.save(&st).unwrap();
+        assert!(!path.join(STATE_FILE).exists());
+        st.absent_since.insert("lab/100".into(), 5);
+        file.save(&st).unwrap();
+        assert_eq!(store().load().unwrap(), st);
+        drop(file);
+        let (_again, loaded) = StateFile::open(store(), "run").unwrap();
+        assert_eq!(loaded, st);
     }
 }

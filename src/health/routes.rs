@@ -1,0 +1,70 @@
+//! Which path serves what. One table, so more pages (a status page, JSON)
+//! slot in as new [`Page`]s.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use hyper::{Method, Response, StatusCode};
+
+use super::Health;
+use super::metrics::CONTENT_TYPE as METRICS_TYPE;
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Page {
+    fn of(path: &str) -> Option<Page> {
+        Some(match path {
+            "/healthz" => Page::Healthz,
+            "/readyz" => Page::Readyz,
+            "/metrics" => Page::Metrics,
+            _ => return None,
+        })
+    }
+}
+
+/// The answer to one request; only `GET` and `HEAD` of a known path succeed.
+/// (hyper sends no body in answer to `HEAD`.)
+pub(crate) fn respond(health: &Health, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let Some(page) = Page::of(path) else {
+        return reply(StatusCode::NOT_FOUND, TEXT, "not found\n".into());
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET and HEAD\n".into(),
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match page {
+        Page::Healthz => reply(StatusCode::OK, TEXT, "ok\n".into()),
+        Page::Readyz => match health.ready() {
+            Ok(()) => reply(StatusCode::OK, TEXT, "ready\n".into()),
+            Err(reason) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: {reason}\n"),
+            ),
+        },
+        Page::Metrics => reply(StatusCode::OK, METRICS_TYPE, health.metrics_text()),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
+}
