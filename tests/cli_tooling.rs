@@ -288,7 +288,11 @@ async fn explain_shows_a_block_error_a_missing_address_and_a_guest_in_sync() {
     assert_eq!(doc["guest"], "lab/100");
     assert_eq!(doc["selection"]["selected"], true);
     assert_eq!(doc["address"]["address"], "192.0.2.10");
-    assert_eq!(doc["address"]["source"], "agent");
+    // `once` just learnt it from the agent; discovery does not ask again
+    // while it is fresh, so explain shows the cache and where it came from.
+    assert_eq!(doc["address"]["source"], "cache");
+    assert_eq!(doc["address"]["learnt_from"], "agent");
+    assert!(doc["address"]["seen_at"].as_u64().is_some());
     let statuses: Vec<&str> = doc["existing"]
         .as_array()
         .unwrap()

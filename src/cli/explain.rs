@@ -23,6 +23,7 @@ use crate::reconcile::observe::{
     ClusterSource, Memory, fill_parameters, observe_guest, observe_tree,
 };
 use crate::reconcile::plan::{Action, claim, plan};
+use crate::state::CachedAddress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,9 +70,12 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         refresh: s.discovery.refresh,
         now,
     };
+    // The daemon's back-off is ignored: a guest waiting after failures is
+    // asked now, so the answer gives the current reason, not "asked later".
+    let no_backoff = BTreeMap::new();
     let memory = Memory {
         addresses: &st.addresses,
-        schedule: &st.discovery,
+        schedule: &no_backoff,
     };
     let guest = observe_guest(&source, &found.resource, &s.sync.selector, memory).await;
     let failed = matches!(guest.config, ConfigObservation::Failed { .. });
@@ -112,10 +116,16 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         access: Default::default(),
         outcome: Default::default(),
     };
-    Ok(document(engine, &guest, &report))
+    let cached = st.addresses.get(&guest.key.to_string());
+    Ok(document(engine, &guest, cached, &report))
 }
 
-fn document(engine: &Engine, guest: &GuestObservation, report: &CycleReport) -> Value {
+fn document(
+    engine: &Engine,
+    guest: &GuestObservation,
+    cached: Option<&CachedAddress>,
+    report: &CycleReport,
+) -> Value {
     let key = &guest.key;
     let mine = |g: Option<&GuestKey>| g == Some(key);
     let existing: Vec<super::list::Row> = super::list::rows(report)
@@ -174,7 +184,7 @@ fn document(engine: &Engine, guest: &GuestObservation, report: &CycleReport) -> 
         "selection": {"selected": selected, "rule": rule},
         "config": config_state(guest),
         "blocks": blocks(engine, guest),
-        "address": address(guest),
+        "address": address(guest, cached),
         "held": report.desired.held.get(key).map(|h| h.as_str()),
         "desired": desired,
         "existing": existing,
@@ -334,10 +344,17 @@ fn shown_value(key: Key, value: &str) -> String {
     }
 }
 
-fn address(guest: &GuestObservation) -> Value {
+/// The address and its source; a fresh cached address also says which
+/// source learnt it and when, since discovery does not ask again until then.
+fn address(guest: &GuestObservation, cached: Option<&CachedAddress>) -> Value {
     match &guest.address {
         AddressEvidence::Found { address, source } => {
-            json!({"address": address.to_string(), "source": source})
+            let mut doc = json!({"address": address.to_string(), "source": source});
+            if let Some(c) = cached.filter(|_| *source == crate::discovery::sources::CACHE) {
+                doc["learnt_from"] = json!(c.source);
+                doc["seen_at"] = json!(c.seen_at);
+            }
+            doc
         }
         AddressEvidence::Unknown { reason } => json!({"address": null, "why": reason}),
     }
@@ -417,8 +434,12 @@ fn to_text(doc: &Value) -> String {
     if a["address"].is_null() {
         out.push_str(&format!("address: none ({})\n", s(&a["why"])));
     } else {
+        let learnt = match &a["learnt_from"] {
+            Value::Null => String::new(),
+            from => format!(", learnt from {} at unix time {}", s(from), a["seen_at"]),
+        };
         out.push_str(&format!(
-            "address: {} (from {})\n",
+            "address: {} (from {}{learnt})\n",
             s(&a["address"]),
             s(&a["source"])
         ));
