@@ -358,6 +358,9 @@ pub struct Desired {
     pub clusters: BTreeSet<String>,
     /// Per-guest problems to report (never containing secrets).
     pub problems: Vec<Problem>,
+    /// The notes blocks that could not be used, one per error (the status
+    /// page lists them by guest, block and key).
+    pub block_errors: Vec<BlockErrorFact>,
     /// Notes that should be rewritten with encrypted passwords.
     pub rewrites: Vec<NotesRewrite>,
 }
@@ -365,6 +368,22 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub guest: Option<GuestKey>,
+    pub message: String,
+}
+
+/// One bad notes block: where it is and what is wrong, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockErrorFact {
+    pub guest: GuestKey,
+    /// The guest's name as Proxmox lists it (untrusted text).
+    pub guest_name: String,
+    /// 1-based ordinal of the block among the notes' credential blocks.
+    pub block: usize,
+    pub line: usize,
+    /// Canonical key to blame, when one is.
+    pub key: Option<&'static str>,
+    /// Stable label (`missing_password`, `wrong_key`, …).
+    pub label: &'static str,
     pub message: String,
 }
 
