@@ -98,9 +98,11 @@ impl Health {
 
     pub(crate) fn with_clock(interval: Duration, clock: Arc<dyn Clock>) -> Health {
         let requests = RequestCollector::default();
+        let metrics = Metrics::new(requests.clone());
+        metrics.set_interval(interval);
         Health {
             inner: Arc::new(Inner {
-                metrics: Metrics::new(requests.clone()),
+                metrics,
                 requests,
                 readiness: Mutex::new(Readiness::new(interval)),
                 clock,
@@ -112,6 +114,7 @@ impl Health {
 
     /// After a reload that changed `sync.interval`.
     pub fn set_interval(&self, interval: Duration) {
+        self.inner.metrics.set_interval(interval);
         self.readiness().set_interval(interval);
     }
 

@@ -189,9 +189,15 @@ fn clusters(h: &mut String, v: &StatusView) {
             || "never".to_owned(),
             |m| format!("{} ({} s ago)", esc(&m.at), m.age_s),
         );
+        let untried = c.endpoints.iter().filter(|e| e.state == "untried").count();
+        let untried = if untried > 0 {
+            format!(" ({untried} not tried yet)")
+        } else {
+            String::new()
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{} of {} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{last}</td></tr>",
+            "<tr><td>{}</td><td>{} of {}{untried} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{last}</td></tr>",
             esc(&c.name),
             c.endpoints_up,
             c.endpoints.len(),
