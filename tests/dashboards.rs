@@ -93,7 +93,10 @@ const TARGET_LABELS: [&str; 3] = ["instance", "job", "le"];
 
 fn check_expr(where_: &str, expr: &str, exported: &BTreeMap<String, BTreeSet<String>>) {
     let used = metrics_in(expr);
-    assert!(!used.is_empty(), "{where_}: no pve_guac_sync_ metric in {expr}");
+    assert!(
+        !used.is_empty(),
+        "{where_}: no pve_guac_sync_ metric in {expr}"
+    );
     let mut labels: BTreeSet<String> = TARGET_LABELS.map(String::from).into();
     for m in &used {
         let known = exported.get(m).unwrap_or_else(|| {
@@ -147,18 +150,29 @@ fn the_grafana_dashboard_queries_only_exported_metrics_and_has_every_panel() {
     // The panels the issue asks for, each over its metric.
     for (title, metric) in [
         ("Cycles by outcome", "pve_guac_sync_cycles_total"),
-        ("Cycle duration", "pve_guac_sync_cycle_duration_seconds_bucket"),
+        (
+            "Cycle duration",
+            "pve_guac_sync_cycle_duration_seconds_bucket",
+        ),
         ("Changes by action", "pve_guac_sync_changes_total"),
         ("Errors by label", "pve_guac_sync_errors_total"),
-        ("API requests by API and status", "pve_guac_sync_requests_total"),
+        (
+            "API requests by API and status",
+            "pve_guac_sync_requests_total",
+        ),
         ("Pending changes", "pve_guac_sync_pending_changes"),
-        ("Last clean cycle", "pve_guac_sync_last_success_timestamp_seconds"),
+        (
+            "Last clean cycle",
+            "pve_guac_sync_last_success_timestamp_seconds",
+        ),
     ] {
         let exprs = by_title
             .get(title)
             .unwrap_or_else(|| panic!("no panel {title:?}; have {:?}", by_title.keys()));
         assert!(
-            exprs.iter().any(|e| metrics_in(e).iter().any(|m| m == metric)),
+            exprs
+                .iter()
+                .any(|e| metrics_in(e).iter().any(|m| m == metric)),
             "panel {title:?} does not query {metric}: {exprs:?}"
         );
     }
@@ -166,7 +180,11 @@ fn the_grafana_dashboard_queries_only_exported_metrics_and_has_every_panel() {
     assert_eq!(grouping_labels(requests), ["api", "status"]);
     let variable = &dash["templating"]["list"][0];
     assert_eq!(variable["name"], "instance");
-    check_expr("variable instance", variable["definition"].as_str().unwrap(), &exported);
+    check_expr(
+        "variable instance",
+        variable["definition"].as_str().unwrap(),
+        &exported,
+    );
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,14 +238,22 @@ fn the_alert_rules_have_prometheus_shape_and_query_exported_metrics() {
         for rule in &group.rules {
             let name = &rule.alert;
             assert!(
-                regex_lite::Regex::new("^[A-Za-z_][A-Za-z0-9_]*$").unwrap().is_match(name),
+                regex_lite::Regex::new("^[A-Za-z_][A-Za-z0-9_]*$")
+                    .unwrap()
+                    .is_match(name),
                 "alert name {name:?}"
             );
             check_expr(&format!("alert {name}"), &rule.expr, &exported);
-            let for_ = rule.for_.as_deref().unwrap_or_else(|| panic!("{name}: no `for`"));
+            let for_ = rule
+                .for_
+                .as_deref()
+                .unwrap_or_else(|| panic!("{name}: no `for`"));
             assert!(is_duration(for_), "{name}: for {for_}");
             assert!(
-                matches!(rule.labels.get("severity").map(String::as_str), Some("critical" | "warning")),
+                matches!(
+                    rule.labels.get("severity").map(String::as_str),
+                    Some("critical" | "warning")
+                ),
                 "{name}: severity"
             );
             assert!(rule.annotations.contains_key("summary"), "{name}: summary");
@@ -235,9 +261,23 @@ fn the_alert_rules_have_prometheus_shape_and_query_exported_metrics() {
         }
     }
     let stale = &alerts["PveGuacSyncNoSuccessfulCycle"];
-    assert!(stale.expr.contains("3 * pve_guac_sync_sync_interval_seconds"), "{}", stale.expr);
-    assert!(alerts["PveGuacSyncErrorsRising"].expr.contains("increase(pve_guac_sync_errors_total"));
-    assert!(alerts["PveGuacSyncChangesPendingLong"].expr.contains("pve_guac_sync_pending_changes > 0"));
+    assert!(
+        stale
+            .expr
+            .contains("3 * pve_guac_sync_sync_interval_seconds"),
+        "{}",
+        stale.expr
+    );
+    assert!(
+        alerts["PveGuacSyncErrorsRising"]
+            .expr
+            .contains("increase(pve_guac_sync_errors_total")
+    );
+    assert!(
+        alerts["PveGuacSyncChangesPendingLong"]
+            .expr
+            .contains("pve_guac_sync_pending_changes > 0")
+    );
     assert_eq!(alerts.len(), 3);
 }
 
@@ -248,7 +288,9 @@ fn promtool_accepts_the_alert_rules_when_installed() {
         .arg(Path::new(ROOT).join("packaging/prometheus/alerts.yaml"))
         .output()
     else {
-        println!("SKIP: promtool is not installed (Debian: package prometheus); the schema test above still ran");
+        println!(
+            "SKIP: promtool is not installed (Debian: package prometheus); the schema test above still ran"
+        );
         return;
     };
     assert!(

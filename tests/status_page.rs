@@ -208,7 +208,10 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
     assert_eq!(status["clusters"][0]["name"], "lab");
     assert_eq!(status["clusters"][0]["complete"], true);
     assert_eq!(status["history"].as_array().unwrap().len(), 3, "{json}");
-    assert_eq!(status["history"][1]["changes"], 0, "a second cycle changes nothing");
+    assert_eq!(
+        status["history"][1]["changes"], 0,
+        "a second cycle changes nothing"
+    );
     assert!(status["clusters"][0]["endpoints_up"].as_u64().unwrap() >= 1);
 
     // What a person sees once the page has rendered.
@@ -220,11 +223,16 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
     );
     let dom_text = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(
-        dom_text.contains("<p id=\"state\" class=\"state degraded\"><span class=\"word\">degraded</span>"),
+        dom_text.contains(
+            "<p id=\"state\" class=\"state degraded\"><span class=\"word\">degraded</span>"
+        ),
         "state not shown: {dom_text}\nstderr: {}",
         String::from_utf8_lossy(&dom.stderr)
     );
-    assert!(dom_text.contains("1 guest(s) with block errors"), "{dom_text}");
+    assert!(
+        dom_text.contains("1 guest(s) with block errors"),
+        "{dom_text}"
+    );
     assert!(
         dom_text.contains(&format!(
             "<div class=\"card\" id=\"connections\"><div class=\"value\">{}</div><div class=\"label\">managed connections</div>",
@@ -239,7 +247,10 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
         "{dom_text}"
     );
     assert!(!dom_text.contains("<script"), "{dom_text}");
-    assert!(dom_text.contains("<code>no_known_protocol</code>"), "{dom_text}");
+    assert!(
+        dom_text.contains("<code>no_known_protocol</code>"),
+        "{dom_text}"
+    );
     // A recent change: the audit table names a connection the lab now has,
     // created (done) this run.
     let audit = &dom_text[dom_text.find("<table id=\"audit\">").expect("audit table")..];
@@ -248,7 +259,9 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
         "{audit}"
     );
     assert!(
-        managed.iter().any(|name| audit.contains(&format!("<td>{name}</td>"))),
+        managed
+            .iter()
+            .any(|name| audit.contains(&format!("<td>{name}</td>"))),
         "none of {managed:?} in the audit table: {audit}"
     );
 
@@ -277,12 +290,18 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
     let cli = status_cli(&setup.config, false);
     let cli_text = String::from_utf8(cli.stdout).unwrap();
     assert_eq!(cli.status.code(), Some(1), "degraded → 1: {cli_text}");
-    assert!(cli_text.starts_with("DEGRADED: 1 guest(s) with block errors"), "{cli_text}");
+    assert!(
+        cli_text.starts_with("DEGRADED: 1 guest(s) with block errors"),
+        "{cli_text}"
+    );
     assert!(
         cli_text.contains(&format!("managed: {} connections", managed.len())),
         "{cli_text}"
     );
-    assert!(cli_text.contains("lab/150 (evil<script>alert(1)</script>): block 1"), "{cli_text}");
+    assert!(
+        cli_text.contains("lab/150 (evil<script>alert(1)</script>): block 1"),
+        "{cli_text}"
+    );
     let cli_json = status_cli(&setup.config, true);
     let from_cli: serde_json::Value = serde_json::from_slice(&cli_json.stdout).unwrap();
     assert_eq!(from_cli["state"], "degraded");
@@ -316,7 +335,12 @@ async fn the_status_page_shows_state_connections_block_errors_and_changes_in_chr
     let down = status_cli(&setup.config, false);
     assert_eq!(down.status.code(), Some(1));
     let err = String::from_utf8(down.stderr).unwrap();
-    assert!(err.contains(&format!("cannot read the status of pve-guac-sync at http://{addr}/status.json")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read the status of pve-guac-sync at http://{addr}/status.json"
+        )),
+        "{err}"
+    );
     assert!(err.contains("Is the service running"), "{err}");
 }
 

@@ -171,36 +171,51 @@ pub(crate) fn render(v: &Value) -> String {
             s(&p["waits_for"])
         )
     });
-    section(&mut out, "guests with block errors", &v["block_errors"], |e| {
-        format!(
-            "{} ({}): block {} line {}, key {}: {}",
-            s(&e["guest"]),
-            printable(&s(&e["guest_name"])),
-            n(&e["block"]),
-            n(&e["line"]),
-            e["key"].as_str().unwrap_or("-"),
-            s(&e["message"])
-        )
-    });
-    section(&mut out, "power-ups in flight", &v["power_ups_in_flight"], s);
+    section(
+        &mut out,
+        "guests with block errors",
+        &v["block_errors"],
+        |e| {
+            format!(
+                "{} ({}): block {} line {}, key {}: {}",
+                s(&e["guest"]),
+                printable(&s(&e["guest_name"])),
+                n(&e["block"]),
+                n(&e["line"]),
+                e["key"].as_str().unwrap_or("-"),
+                s(&e["message"])
+            )
+        },
+    );
+    section(
+        &mut out,
+        "power-ups in flight",
+        &v["power_ups_in_flight"],
+        s,
+    );
     let recent: Vec<Value> = v["audit"]
         .as_array()
         .map(|a| a.iter().take(10).cloned().collect())
         .unwrap_or_default();
-    section(&mut out, "recent audit events", &Value::Array(recent), |a| {
-        format!(
-            "{} cycle {} {} {} {} {}",
-            s(&a["at"]),
-            n(&a["cycle"]),
-            s(&a["action"]),
-            s(&a["result"]),
-            a["connection"]
-                .as_str()
-                .or(a["guest"].as_str())
-                .unwrap_or(""),
-            a["error"].as_str().unwrap_or("")
-        )
-    });
+    section(
+        &mut out,
+        "recent audit events",
+        &Value::Array(recent),
+        |a| {
+            format!(
+                "{} cycle {} {} {} {} {}",
+                s(&a["at"]),
+                n(&a["cycle"]),
+                s(&a["action"]),
+                s(&a["result"]),
+                a["connection"]
+                    .as_str()
+                    .or(a["guest"].as_str())
+                    .unwrap_or(""),
+                a["error"].as_str().unwrap_or("")
+            )
+        },
+    );
     section(&mut out, "reload refused", &v["reload_problems"], s);
     out
 }
@@ -251,8 +266,14 @@ mod tests {
                 "block": 1, "line": 2, "key": "protos", "message": "no protocol"}],
         });
         let text = render(&v);
-        assert!(text.starts_with("DEGRADED: 1 guest(s) with block errors\n"), "{text}");
-        assert!(text.contains("managed: 7 connections for 6 guests"), "{text}");
+        assert!(
+            text.starts_with("DEGRADED: 1 guest(s) with block errors\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("managed: 7 connections for 6 guests"),
+            "{text}"
+        );
         assert!(
             text.contains("lab/150 (evil[2Jname): block 1 line 2, key protos: no protocol"),
             "{text}"

@@ -7,9 +7,9 @@
 
 mod access;
 mod decode;
-mod health;
 mod discovery;
 mod external;
+mod health;
 mod perms;
 mod problem;
 mod raw;
@@ -21,10 +21,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use health::HealthSettings;
 pub use access::{AccessRule, AccessSettings};
 pub use discovery::{DiscoverySettings, PowerUpSettings, ProbeSettings, SourceKind, WolSettings};
 pub use external::ExternalHost;
+pub use health::HealthSettings;
 pub use problem::Problem;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};
@@ -178,14 +178,19 @@ pub fn health_listen_of(path: &Path) -> Result<Option<std::net::SocketAddr>, Con
     let Some(at) = raw.health.and_then(|h| h.value.listen) else {
         return Ok(None);
     };
-    at.value.0.trim().parse().map(Some).map_err(|_| ConfigError::Invalid {
-        problems: vec![Problem {
-            file: path.to_path_buf(),
-            line: Some(at.referenced.line()),
-            key: "health.listen".to_owned(),
-            message: "expected an IP address and port, such as 127.0.0.1:9187".to_owned(),
-        }],
-    })
+    at.value
+        .0
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: Some(at.referenced.line()),
+                key: "health.listen".to_owned(),
+                message: "expected an IP address and port, such as 127.0.0.1:9187".to_owned(),
+            }],
+        })
 }
 
 /// A file holding inline secrets must be readable by its owner only.

@@ -141,7 +141,9 @@ impl Health {
 
     /// What the status page and `/status.json` show, as of now.
     pub(crate) fn view(&self) -> view::StatusView {
-        let status = lock(&self.inner.status).as_ref().map(|rx| rx.borrow().clone());
+        let status = lock(&self.inner.status)
+            .as_ref()
+            .map(|rx| rx.borrow().clone());
         let power_ups = lock(&self.inner.power)
             .as_ref()
             .map(|p| p.in_flight().into_iter().collect())

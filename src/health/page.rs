@@ -63,9 +63,10 @@ pub(crate) fn render(v: &StatusView) -> String {
     let _ = write!(
         h,
         "<footer>Read-only view; refreshes every {REFRESH_S} s. The same data as JSON: \
-         <a href=\"status.json\">status.json</a>. Generated {}.</footer></main></body></html>\n",
+         <a href=\"status.json\">status.json</a>. Generated {}.</footer></main></body></html>",
         esc(&v.generated_at)
     );
+    h.push('\n');
     h
 }
 
@@ -112,8 +113,16 @@ fn summary(h: &mut String, v: &StatusView) {
     );
     h.push_str("<section class=\"cards\">");
     for (id, label, value) in [
-        ("connections", "managed connections", v.managed.connections.to_string()),
-        ("guests", "guests with connections", v.managed.guests.to_string()),
+        (
+            "connections",
+            "managed connections",
+            v.managed.connections.to_string(),
+        ),
+        (
+            "guests",
+            "guests with connections",
+            v.managed.guests.to_string(),
+        ),
         ("pending-count", "changes pending", b.pending.to_string()),
         ("budget", "change budget", budget),
         ("last-success", "last clean cycle", last_success),
@@ -141,7 +150,12 @@ fn timeline(h: &mut String, history: &[CycleRow]) {
         return;
     }
     // One bar per cycle, oldest left; its height grows with the duration.
-    let longest = history.iter().map(|c| c.duration_ms).max().unwrap_or(0).max(1);
+    let longest = history
+        .iter()
+        .map(|c| c.duration_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1);
     h.push_str("<div class=\"timeline\" id=\"timeline\">");
     for c in history {
         let step = (c.duration_ms * 10).div_ceil(longest).clamp(1, 10);
@@ -176,9 +190,11 @@ fn timeline(h: &mut String, history: &[CycleRow]) {
 }
 
 fn clusters(h: &mut String, v: &StatusView) {
-    h.push_str("<section><h2>Clusters</h2><table id=\"clusters\"><thead><tr><th>cluster</th>\
+    h.push_str(
+        "<section><h2>Clusters</h2><table id=\"clusters\"><thead><tr><th>cluster</th>\
                 <th>endpoints up</th><th>guests</th><th>connections</th><th>observation</th>\
-                <th>last complete observation</th></tr></thead><tbody>");
+                <th>last complete observation</th></tr></thead><tbody>",
+    );
     for c in &v.clusters {
         let endpoints: Vec<String> = c
             .endpoints
@@ -219,8 +235,10 @@ fn pending(h: &mut String, v: &StatusView) {
     if v.pending.is_empty() {
         h.push_str("<p class=\"none\">Nothing waits.</p>");
     } else {
-        h.push_str("<table id=\"pending\"><thead><tr><th>action</th><th>guest</th><th>connection</th>\
-                    <th>reason</th><th>waits for</th></tr></thead><tbody>");
+        h.push_str(
+            "<table id=\"pending\"><thead><tr><th>action</th><th>guest</th><th>connection</th>\
+                    <th>reason</th><th>waits for</th></tr></thead><tbody>",
+        );
         for p in &v.pending {
             let _ = write!(
                 h,
@@ -236,10 +254,17 @@ fn pending(h: &mut String, v: &StatusView) {
         more(h, v.pending_left_out);
     }
     if !v.held.is_empty() {
-        h.push_str("<h3>Guests whose connections are kept as they are</h3><table id=\"held\">\
-                    <thead><tr><th>guest</th><th>why</th></tr></thead><tbody>");
+        h.push_str(
+            "<h3>Guests whose connections are kept as they are</h3><table id=\"held\">\
+                    <thead><tr><th>guest</th><th>why</th></tr></thead><tbody>",
+        );
         for g in &v.held {
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(&g.guest), esc(g.reason));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(&g.guest),
+                esc(g.reason)
+            );
         }
         h.push_str("</tbody></table>");
     }
@@ -252,8 +277,10 @@ fn block_errors(h: &mut String, v: &StatusView) {
         h.push_str("<p class=\"none\">Every notes block reads cleanly.</p></section>");
         return;
     }
-    h.push_str("<table id=\"block-errors\"><thead><tr><th>guest</th><th>name</th><th>block</th>\
-                <th>key</th><th>problem</th></tr></thead><tbody>");
+    h.push_str(
+        "<table id=\"block-errors\"><thead><tr><th>guest</th><th>name</th><th>block</th>\
+                <th>key</th><th>problem</th></tr></thead><tbody>",
+    );
     for b in &v.block_errors {
         let _ = write!(
             h,
@@ -319,5 +346,71 @@ fn audit(h: &mut String, v: &StatusView) {
 fn more(h: &mut String, left_out: usize) {
     if left_out > 0 {
         let _ = write!(h, "<p class=\"none\">… and {left_out} more.</p>");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::daemon::DaemonStatus;
+    use crate::health::view::{BlockErrorRow, Context, build};
+
+    fn view_with_evil_guest() -> StatusView {
+        let status = DaemonStatus::new(Duration::from_secs(60), false);
+        let mut v = build(Context {
+            now: SystemTime::now(),
+            ready: Err("no cycle has completed yet".into()),
+            power_ups: vec!["lab/<b>7</b>".into()],
+            status: Some(&status),
+        });
+        v.block_errors.push(BlockErrorRow {
+            guest: "lab/150".into(),
+            guest_name: "x<script>alert('1')</script>&\"".into(),
+            block: 2,
+            line: 3,
+            key: Some("protos"),
+            label: "no_known_protocol",
+            message: "none of the listed protocols is known".into(),
+        });
+        v
+    }
+
+    #[test]
+    fn untrusted_text_is_escaped_everywhere() {
+        assert_eq!(
+            esc("<a href='x'>\"&\u{7}</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&quot;&amp;\u{fffd}&lt;/a&gt;"
+        );
+        let html = render(&view_with_evil_guest());
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        assert!(html.contains(
+            "<td class=\"name\">x&lt;script&gt;alert(&#39;1&#39;)&lt;/script&gt;&amp;&quot;</td>"
+        ));
+        assert!(html.contains("<li>lab/&lt;b&gt;7&lt;/b&gt;</li>"));
+        assert!(html.contains("class=\"state starting\""), "{html}");
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_inline_style_sheet() {
+        let html = render(&view_with_evil_guest());
+        let start = html.find("<style>").unwrap() + "<style>".len();
+        let end = html.find("</style>").unwrap();
+        let digest = Sha256::digest(&html.as_bytes()[start..end]);
+        let hash = base64::engine::general_purpose::STANDARD.encode(digest);
+        assert!(
+            CSP.contains(&format!("style-src 'sha256-{hash}'")),
+            "{}",
+            *CSP
+        );
+        assert!(CSP.starts_with("default-src 'none';"));
+        assert!(CSP.contains("script-src 'none'"));
+        assert_eq!(html.matches("<style>").count(), 1);
+        assert!(
+            !html.contains(" style="),
+            "inline style attributes would be blocked"
+        );
     }
 }

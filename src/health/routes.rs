@@ -9,8 +9,8 @@ use hyper::header::{
 };
 use hyper::{Method, Response, StatusCode};
 
-use super::{Health, page};
 use super::metrics::CONTENT_TYPE as METRICS_TYPE;
+use super::{Health, page};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -21,7 +21,7 @@ enum Page {
     Healthz,
     Readyz,
     Metrics,
-    StatusPage,
+    Status,
     StatusJson,
 }
 
@@ -31,7 +31,7 @@ impl Page {
             "/healthz" => Page::Healthz,
             "/readyz" => Page::Readyz,
             "/metrics" => Page::Metrics,
-            "/" => Page::StatusPage,
+            "/" => Page::Status,
             "/status.json" => Page::StatusJson,
             _ => return None,
         })
@@ -65,7 +65,7 @@ pub(crate) fn respond(health: &Health, method: &Method, path: &str) -> Response<
             ),
         },
         Page::Metrics => reply(StatusCode::OK, METRICS_TYPE, health.metrics_text()),
-        Page::StatusPage => {
+        Page::Status => {
             let mut r = reply(StatusCode::OK, HTML, page::render(&health.view()));
             let h = r.headers_mut();
             if let Ok(csp) = HeaderValue::from_str(&page::CSP) {

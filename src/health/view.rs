@@ -165,13 +165,21 @@ pub(crate) fn build(cx: Context<'_>) -> StatusView {
         last_success: status.last_success.map(moment),
         budget: budget(status, last_report),
         managed: last_report.map(managed).unwrap_or_default(),
-        history: status.history.iter().map(|c| cycle_row(c, &moment)).collect(),
+        history: status
+            .history
+            .iter()
+            .map(|c| cycle_row(c, &moment))
+            .collect(),
         clusters: status
             .clusters
             .iter()
             .map(|(name, c)| ClusterRow {
                 name: name.clone(),
-                endpoints_up: c.endpoints.iter().filter(|(_, up)| *up == Some(true)).count(),
+                endpoints_up: c
+                    .endpoints
+                    .iter()
+                    .filter(|(_, up)| *up == Some(true))
+                    .count(),
                 endpoints: c
                     .endpoints
                     .iter()
@@ -398,5 +406,68 @@ fn fill_from_report(view: &mut StatusView, r: &CycleReport, budget: usize) {
             label: b.label,
             message: b.message.clone(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::daemon::CycleRecord;
+
+    fn failed_cycle(number: u64) -> Arc<CycleRecord> {
+        Arc::new(CycleRecord {
+            number,
+            finished_at: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            outcome: "failed",
+            report: None,
+            error: Some(("guacamole_unreachable", "connection refused".into())),
+            http: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_state_follows_the_last_cycle_readiness_and_reloads() {
+        let mut s = DaemonStatus::new(Duration::from_secs(60), false);
+        assert_eq!(assess(&s, &Err("no cycle".into())).0, "starting");
+        s.last = Some(failed_cycle(1));
+        assert_eq!(
+            assess(&s, &Ok(())),
+            (
+                "failing",
+                "cycle 1 failed (guacamole_unreachable): connection refused".into()
+            )
+        );
+        let stale = "the last completed cycle ended 4m ago".to_owned();
+        assert_eq!(assess(&s, &Err(stale.clone())), ("failing", stale));
+        s.last = Some(Arc::new(CycleRecord {
+            outcome: "ok",
+            error: None,
+            ..Arc::into_inner(failed_cycle(2)).unwrap()
+        }));
+        assert_eq!(assess(&s, &Ok(())), ("ok", String::new()));
+        s.reload_problems = vec!["c.yaml:3: bad".into()];
+        assert_eq!(assess(&s, &Ok(())).0, "degraded");
+        s.stopping = true;
+        assert_eq!(assess(&s, &Ok(())), ("failing", "shutting down".into()));
+    }
+
+    #[test]
+    fn the_timeline_keeps_the_last_cycles_only() {
+        let mut s = DaemonStatus::new(Duration::from_secs(60), false);
+        for n in 1..=30 {
+            s.absorb(&failed_cycle(n), Default::default());
+        }
+        let v = build(Context {
+            now: SystemTime::now(),
+            ready: Ok(()),
+            power_ups: Vec::new(),
+            status: Some(&s),
+        });
+        let numbers: Vec<u64> = v.history.iter().map(|c| c.number).collect();
+        assert_eq!(numbers, (7..=30).collect::<Vec<_>>());
+        assert_eq!(v.history[0].error, Some("guacamole_unreachable"));
     }
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::model::{
-    Desired, DesiredConnection, GroupPath, GuestKey, GuestKind, HoldReason, Identity, NotesRewrite,
-    ParamValue, Params, Problem, BlockErrorFact,
+    BlockErrorFact, Desired, DesiredConnection, GroupPath, GuestKey, GuestKind, HoldReason,
+    Identity, NotesRewrite, ParamValue, Params, Problem,
 };
 use crate::config::{Grouping, GuestFacts as SelectorFacts, Selector};
 use crate::crypto::Keyring;

@@ -2,9 +2,9 @@
 //! secrets. Problems are collected, not returned at the first one, so an
 //! operator fixes the whole file in one go.
 
-mod health;
 mod discovery;
 mod external;
+mod health;
 mod servers;
 mod sync;
 
