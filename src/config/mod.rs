@@ -162,6 +162,38 @@ pub fn state_dir_of(path: &Path) -> Result<PathBuf, ConfigError> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
 }
 
+/// `health.listen` of a configuration file, without reading its secrets
+/// (for `status`, which may run as a user who cannot read them). `Ok(None)`:
+/// the listener is off.
+pub fn health_listen_of(path: &Path) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let decoded = decode::decode(&text, path);
+    let Some(raw) = decoded.raw else {
+        return Err(ConfigError::Invalid {
+            problems: decoded.problems,
+        });
+    };
+    let Some(at) = raw.health.and_then(|h| h.value.listen) else {
+        return Ok(None);
+    };
+    at.value
+        .0
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: Some(at.referenced.line()),
+                key: "health.listen".to_owned(),
+                message: "expected an IP address and port, such as 127.0.0.1:9187".to_owned(),
+            }],
+        })
+}
+
 /// A file holding inline secrets must be readable by its owner only.
 fn permission_problem(file: &Path, mode: u32, inline: &[String]) -> Option<Problem> {
     if inline.is_empty() || !perms::readable_by_group_or_others(mode) {

@@ -403,6 +403,9 @@ pub struct Desired {
     /// Per-block warnings (unknown settings left out): logged and reported,
     /// the block's connections are still made.
     pub warnings: Vec<Problem>,
+    /// The notes blocks that could not be used, one per error (the status
+    /// page lists them by guest, block and key).
+    pub block_errors: Vec<BlockErrorFact>,
     /// Notes that should be rewritten with encrypted passwords.
     pub rewrites: Vec<NotesRewrite>,
 }
@@ -410,6 +413,22 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub guest: Option<GuestKey>,
+    pub message: String,
+}
+
+/// One bad notes block: where it is and what is wrong, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockErrorFact {
+    pub guest: GuestKey,
+    /// The guest's name as Proxmox lists it (untrusted text).
+    pub guest_name: String,
+    /// 1-based ordinal of the block among the notes' credential blocks.
+    pub block: usize,
+    pub line: usize,
+    /// Canonical key to blame, when one is.
+    pub key: Option<&'static str>,
+    /// Stable label (`missing_password`, `wrong_key`, …).
+    pub label: &'static str,
     pub message: String,
 }
 
