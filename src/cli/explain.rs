@@ -18,6 +18,7 @@ use crate::discovery::AddressEvidence;
 use crate::notes::{self, BlockKind, GuestContext, Key, Passwords};
 use crate::reconcile::cycle::{CycleReport, Engine, unix_now};
 use crate::reconcile::desire::{ClusterObservation, ConfigObservation, GuestObservation};
+use crate::reconcile::grants;
 use crate::reconcile::model::{GuestKey, display_path};
 use crate::reconcile::observe::{
     ClusterSource, Memory, fill_parameters, observe_guest, observe_tree,
@@ -33,10 +34,6 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
-
-/// Said in place of the grants section until access grants exist.
-const GRANTS_LEFT_OUT: &str =
-    "left out: access grants are not implemented in this build, so nothing is granted";
 
 pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     let wanted = GuestRef::parse(&args.guest)?;
@@ -102,7 +99,13 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
             .map(|(id, _)| id.clone()),
     );
     let read_failures = fill_parameters(guac, &mut tree, &ids).await;
-    let the_plan = plan(&want, &tree, &st, now, &engine.plan_settings(false));
+    let mut the_plan = plan(&want, &tree, &st, now, &engine.plan_settings(false));
+    // One permission read per user or group involved; grant actions join the
+    // plan, so pending grants show with the other pending actions.
+    let access =
+        grants::plan_stage(guac, &observed, &want, &tree, &st, &s.access, &mut the_plan).await;
+    let mut read_failures = read_failures;
+    read_failures.extend(access.problems.iter().cloned());
     let report = CycleReport {
         summary: Default::default(),
         requests: BTreeMap::new(),
@@ -113,7 +116,7 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         plan: the_plan,
         desired: want,
         tree,
-        access: Default::default(),
+        access,
         outcome: Default::default(),
     };
     let cached = st.addresses.get(&guest.key.to_string());
@@ -190,9 +193,22 @@ fn document(
         "existing": existing,
         "pending": pending,
         "problems": problems,
-        "grants": GRANTS_LEFT_OUT,
+        "grants": grants_of(key, report),
         "limits": "name conflicts with other guests are judged only by a full cycle (plan)",
     })
+}
+
+/// Per desired connection of the guest: who has READ from the daemon's
+/// sources (`user:NAME`, `group:NAME`, marked `(pending)` or `(unknown)`).
+fn grants_of(key: &GuestKey, report: &CycleReport) -> Value {
+    let map: serde_json::Map<String, Value> = report
+        .access
+        .access
+        .iter()
+        .filter(|(identity, _)| identity.guest == *key)
+        .map(|(identity, who)| (identity.to_string(), json!(who)))
+        .collect();
+    Value::Object(map)
 }
 
 fn config_state(guest: &GuestObservation) -> Value {
@@ -488,6 +504,10 @@ fn to_text(doc: &Value) -> String {
     for p in doc["problems"].as_array().into_iter().flatten() {
         out.push_str(&format!("problem: {}\n", s(p)));
     }
-    out.push_str(&format!("grants: {}\n", s(&doc["grants"])));
+    let grants = doc["grants"].as_object().into_iter().flatten();
+    for (identity, who) in grants {
+        let names: Vec<String> = who.as_array().into_iter().flatten().map(s).collect();
+        out.push_str(&format!("grants on {identity}: {}\n", names.join(", ")));
+    }
     out
 }
