@@ -57,7 +57,7 @@ impl<'a> Validator<'a> {
         self.problems.push(p);
     }
 
-    fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.warnings.push(p);
     }
