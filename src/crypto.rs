@@ -57,6 +57,20 @@ pub fn key_kind(key: &str) -> KeyKind {
     }
 }
 
+/// A key string that looks like a mistyped Fernet key (URL-safe base64 of
+/// about the right length) yet is none, so it would silently become a
+/// legacy passphrase: its length in characters, for a warning. `None` for
+/// valid Fernet keys and for anything passphrase-like.
+pub fn broken_fernet_key(key: &str) -> Option<usize> {
+    let key = key.trim();
+    let chars = key.chars().count();
+    let base64ish = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'+' | b'/'));
+    let fernet_like = (40..=48).contains(&chars) && base64ish;
+    (fernet_like && key_kind(key) == KeyKind::Passphrase).then_some(chars)
+}
+
 /// The Fernet key derived from a legacy passphrase.
 pub fn passphrase_key(passphrase: &str) -> Secret {
     let digest = Sha256::digest(passphrase.as_bytes());

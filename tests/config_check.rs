@@ -337,3 +337,29 @@ fn syntax_errors_and_unreadable_files_exit_2() {
         run.stderr
     );
 }
+
+#[test]
+fn a_fernet_key_one_character_short_is_warned_about() {
+    let s = Scratch::new();
+    let good = pve_guac_sync::crypto::generate_key();
+    // One character lost in copying (not the padding).
+    let short = &format!("{}{}", &good.expose()[..10], &good.expose()[11..]);
+    let text = std::fs::read_to_string(fixture_path("minimal.yaml")).unwrap()
+        + &format!(
+            "encryption:\n  keys: [\"{}\", \"a long legacy passphrase\"]\n",
+            good.expose()
+        );
+    let config = s.config_text("fernet-ok.yaml", &text, 0o600);
+    let run = check_config(&config, &env_secrets());
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
+
+    let text = text.replace(good.expose(), short);
+    let config = s.config_text("fernet-short.yaml", &text, 0o600);
+    let run = check_config(&config, &env_secrets());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.replace(&config.display().to_string(), "FILE"),
+        "warning: FILE:13: encryption.keys[0]: looks like a Fernet key but is not a valid one (43 characters, a Fernet key has 44); it would be used as a legacy passphrase\n"
+    );
+    assert!(!run.stderr.contains(short));
+}

@@ -939,3 +939,120 @@ async fn a_declined_login_is_not_repeated() {
         .count();
     assert_eq!(logins, 1, "{err}");
 }
+
+#[tokio::test]
+async fn a_429_during_base_detection_stops_and_says_so() {
+    // An origin-only URL makes the client detect the API base; a rate limit
+    // on the first candidate must not send the credentials on to the next.
+    let lab = lab_with(GuacamoleSeed::default().base_path("/api")).await;
+    lab.faults("guacamole").add(
+        FaultRule::retry_after(429, 30)
+            .method("POST")
+            .path_contains("/tokens")
+            .times(5),
+    );
+    let c = client(&lab, &lab.guacamole_origin(), "guacadmin", "guacadmin");
+    let mark = lab.request_mark();
+    let err = c.login().await.unwrap_err();
+    assert_eq!(err.label(), "rate_limited", "{err}");
+    assert!(err.to_string().contains("429"), "{err}");
+    assert_eq!(
+        lines(&since(&lab, mark)),
+        ["POST /guacamole/api/tokens 429"]
+    );
+}
+
+/// A fault answering `status` with `body` (JSON) to matching requests.
+fn answer(status: u16, body: &str, method: &str, path: &str) -> FaultRule {
+    let mut rule = FaultRule::error(status).method(method).path_contains(path);
+    if let FaultAction::Error {
+        body: b,
+        content_type,
+        ..
+    } = &mut rule.action
+    {
+        *b = Some(body.to_owned());
+        *content_type = Some("application/json".into());
+    }
+    rule
+}
+
+#[tokio::test]
+async fn a_gateway_error_on_a_patch_never_resends_its_entries_one_by_one() {
+    // A 502/504 from a proxy says nothing about whether the batch applied:
+    // sending its entries again could duplicate them. The outcome is
+    // unknown and the batch stops, so the next cycle re-reads the tree.
+    for status in [502, 504] {
+        let lab = lab_with(GuacamoleSeed::default()).await;
+        let client = admin(&lab);
+        let gid = client
+            .create_group(&GroupSpec::organizational("pve-sync", ROOT_GROUP))
+            .await
+            .unwrap();
+        client.server_version().await.unwrap(); // the probe is a PATCH too
+        lab.faults("guacamole").add(
+            FaultRule::error(status)
+                .method("PATCH")
+                .path_contains("/connections")
+                .times(1),
+        );
+        let mark = lab.request_mark();
+        let outcome = client
+            .apply_batch(vec![
+                DirectoryOp::CreateConnection(rdp("a", &gid, "10.0.0.1")),
+                DirectoryOp::CreateConnection(rdp("b", &gid, "10.0.0.2")),
+            ])
+            .await
+            .expect("batch answered");
+        let labels: Vec<&str> = outcome.results.iter().map(OpResult::label).collect();
+        assert_eq!(
+            labels,
+            ["unknown", "unknown"],
+            "{status}: {outcome:?} {:?}",
+            lines(&since(&lab, mark))
+        );
+        assert!(outcome.stopped_by.is_some());
+        let sent: Vec<String> = lines(&since(&lab, mark))
+            .into_iter()
+            .filter(|l| !l.starts_with("GET"))
+            .collect();
+        assert_eq!(
+            sent,
+            [format!("PATCH {{ds}}/connections {status}")],
+            "no per-object resend"
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_errors_that_echo_the_request_never_carry_its_secrets() {
+    let lab = lab_with(GuacamoleSeed::default()).await;
+    let client = admin(&lab);
+    let echo = r#"{"message":"Unrecognized field \"x\" in {\"parameters\":{\"password\":\"hunter2\"}}","type":"BAD_REQUEST","translatableMessage":null,"statusCode":null,"expected":null,"patches":null}"#;
+    lab.faults("guacamole")
+        .add(answer(400, echo, "POST", "/connections").times(1));
+    let err = client
+        .create_connection(&rdp("a", ROOT_GROUP, "10.0.0.1"))
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("***"), "{shown}");
+
+    client.server_version().await.unwrap(); // the probe is a PATCH too
+    lab.faults("guacamole")
+        .add(answer(400, echo, "PATCH", "/connections").times(1));
+    let outcome = client
+        .apply_batch(vec![DirectoryOp::CreateConnection(rdp(
+            "b", ROOT_GROUP, "10.0.0.2",
+        ))])
+        .await
+        .unwrap();
+    let shown = format!("{outcome:?} {}", outcome.results[0].label());
+    for r in &outcome.results {
+        if let OpResult::Failed { error } | OpResult::Unknown { error } = r {
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+        }
+    }
+    assert!(!shown.contains("hunter2"), "{shown}");
+}

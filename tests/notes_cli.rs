@@ -64,7 +64,8 @@ fn lint_json_lists_connections_and_errors_exactly() {
             ],
             "errors": [
                 {"block": 2, "line": 3, "key": "pass", "message": "no password (pass: or encrypted_password:)"}
-            ]
+            ],
+            "warnings": []
         })
     );
     assert!(!stdout(&o).contains("S3cretPW"));
@@ -163,4 +164,65 @@ fn encrypt_key_from_environment_and_missing_key() {
     let o = run(&["encrypt"], "pw\n", &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no key"));
+}
+
+#[test]
+fn lint_masks_secret_setting_values_in_text_and_json() {
+    let notes = "user:a pass:pw protos:ssh,rdp ssh_settings:\"passphrase=PhraseXyz1,private-key=KeyMatXyz2,font-size=12\" rdp_settings:\"gateway-password=GwPassXyz3\";";
+    for json in [false, true] {
+        let mut args = vec!["notes", "lint"];
+        if json {
+            args.push("--json");
+        }
+        let o = run(&args, notes, &[]);
+        assert_eq!(o.status.code(), Some(0));
+        let out = stdout(&o);
+        for secret in ["PhraseXyz1", "KeyMatXyz2", "GwPassXyz3"] {
+            assert!(!out.contains(secret), "{secret} shown: {out}");
+        }
+        assert!(out.contains("12"), "{out}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["connections"][0]["settings"]["passphrase"], "***");
+            assert_eq!(v["connections"][0]["settings"]["font-size"], "12");
+            assert_eq!(v["connections"][1]["settings"]["gateway-password"], "***");
+        } else {
+            assert!(out.contains("  passphrase=***\n"), "{out}");
+            assert!(out.contains("  private-key=***\n"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn lint_lists_unknown_settings_as_block_warnings() {
+    let notes = "user:a pass:pw protos:ssh ssh_settings:\"font-size=12,ignore-cert=true\";\nuser:b pass:pw protos:rdp rdp_settings:\"drive-path=/x\";";
+    let o = run(&["notes", "lint", "--json"], notes, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["connections"][0]["settings"],
+        serde_json::json!({"font-size": "12"})
+    );
+    assert_eq!(
+        v["warnings"],
+        serde_json::json!([{"block": 1, "line": 1, "key": "ssh_settings",
+            "message": "setting 'ignore-cert' is not a ssh parameter; left out"}])
+    );
+    assert_eq!(v["errors"][0]["block"], 2);
+    assert_eq!(
+        v["errors"][0]["message"],
+        "setting 'drive-path' is not allowed in notes"
+    );
+
+    let o = run(&["notes", "lint"], notes, &[]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("warning: block 1 (line 1), key ssh_settings: setting 'ignore-cert' is not a ssh parameter; left out\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("1 connection(s), 1 error(s), 1 warning(s)\n"),
+        "{out}"
+    );
 }

@@ -118,3 +118,23 @@ fn verify_detects_tampering() {
         Err(VerifyError::Mismatch { block: 1 })
     );
 }
+
+#[test]
+fn a_bare_password_followed_by_text_is_never_migrated() {
+    // `pass:Correct Horse42` reads "Correct" and warns; encrypting it would
+    // leave "Horse42" in clear beside the token.
+    let keys = ring();
+    let text = "user:a pass:Correct Horse42 protos:ssh;\nuser:b pass:ok protos:rdp;";
+    let m = migrate(text, &keys, &BTreeSet::new());
+    assert_eq!(
+        m.migrated
+            .iter()
+            .map(|b| b.block_ordinal)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(
+        mask_tokens(&m.text),
+        "user:a pass:Correct Horse42 protos:ssh;\nuser:b ENC protos:rdp;"
+    );
+}

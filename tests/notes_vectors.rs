@@ -569,17 +569,95 @@ fn v43_denied_settings() {
 }
 
 #[test]
-fn v44_unknown_setting_for_protocol() {
+fn v44_unknown_setting_is_a_warning_and_left_out() {
+    // A typo, or a name of another protocol or of an old Guacamole release:
+    // the block still yields its connection, without that parameter.
+    let r = parse(
+        "user:a pass:b protos:ssh ssh_settings:\"ignore-cert=true,font-size=12,enable-audio-typo=1\";",
+    )
+    .resolve(&ctx(), &NotesPolicy::default(), Passwords::NoKeys);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.connections.len(), 1);
     assert_eq!(
-        only_error("user:a pass:b protos:ssh ssh_settings:\"ignore-cert=true\";"),
+        r.connections[0].settings,
+        [("font-size".to_owned(), "12".to_owned())].into()
+    );
+    let shown: Vec<(usize, Option<&str>, WarningKind)> = r
+        .warnings
+        .iter()
+        .map(|w| (w.block, w.key, w.kind.clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                1,
+                Some("ssh_settings"),
+                WarningKind::UnknownSetting {
+                    protocol: Protocol::Ssh,
+                    name: Some("ignore-cert".into())
+                }
+            ),
+            (
+                1,
+                Some("ssh_settings"),
+                WarningKind::UnknownSetting {
+                    protocol: Protocol::Ssh,
+                    name: Some("enable-audio-typo".into())
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        r.warnings[0].to_string(),
+        "block 1 (line 1): setting 'ignore-cert' is not a ssh parameter; left out"
+    );
+}
+
+#[test]
+fn v44b_denied_setting_stays_an_error_beside_unknown_ones() {
+    assert_eq!(
+        only_error("user:a pass:b protos:rdp rdp_settings:\"typo-x=1,drive-path=/srv\";"),
         (
             1,
-            Some("ssh_settings"),
-            BlockErrorKind::UnknownSetting {
-                protocol: Protocol::Ssh,
-                name: "ignore-cert".into()
+            Some("rdp_settings"),
+            BlockErrorKind::DeniedSetting {
+                name: "drive-path".into()
             }
         )
+    );
+}
+
+#[test]
+fn v44c_a_comma_inside_a_secret_value_never_shows_as_a_setting_name() {
+    // `passphrase=ab,cd=ef`: "cd" is the passphrase's tail, not a name.
+    let r = parse("user:a pass:b protos:ssh ssh_settings:\"passphrase=Tail1,LeakedPart=x\";")
+        .resolve(&ctx(), &NotesPolicy::default(), Passwords::NoKeys);
+    assert_eq!(r.connections.len(), 1);
+    let text: Vec<String> = r.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            "block 1 (line 1): an item is not a ssh parameter; left out (name not shown: it may be part of a value)"
+        ]
+    );
+    assert!(
+        !format!("{:?}", r.warnings)
+            .to_lowercase()
+            .contains("leaked")
+    );
+    // A name that is not shaped like a parameter name is not echoed either.
+    let r = parse("user:a pass:b protos:ssh ssh_settings:\"we!rd stuff=1\";").resolve(
+        &ctx(),
+        &NotesPolicy::default(),
+        Passwords::NoKeys,
+    );
+    assert_eq!(
+        r.warnings[0].kind,
+        WarningKind::UnknownSetting {
+            protocol: Protocol::Ssh,
+            name: None
+        }
     );
 }
 
@@ -838,4 +916,121 @@ fn v57_text_after_a_bare_value_warns() {
             .iter()
             .all(|w| w.kind != WarningKind::TextAfterBareValue)
     );
+}
+
+#[test]
+fn v48_audio_servername_is_denied() {
+    for value in [
+        "tcp:198.51.100.99:4713",
+        "unix:/run/pulse/native",
+        "10.0.0.9",
+    ] {
+        assert_eq!(
+            only_error(&format!(
+                "user:a pass:b protos:vnc vnc_settings:\"enable-audio=true,audio-servername={value}\";"
+            )),
+            (
+                1,
+                Some("vnc_settings"),
+                BlockErrorKind::DeniedSetting {
+                    name: "audio-servername".into()
+                }
+            )
+        );
+    }
+}
+
+#[test]
+fn v49_wol_broadcast_must_lie_in_the_allowed_ranges() {
+    let policy = NotesPolicy {
+        allowed_networks: vec!["10.0.0.0/24".parse().unwrap()],
+        ..NotesPolicy::default()
+    };
+    let (conns, errors) = resolve_with(
+        "user:a pass:b protos:rdp wol_settings:\"send-packet=true,broadcast-addr=10.0.0.255\";",
+        &policy,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        conns[0].wol.get("wol-broadcast-addr").map(String::as_str),
+        Some("10.0.0.255")
+    );
+    for bad in ["198.51.100.255", "255.255.255.255", "evil.example"] {
+        let (conns, errors) = resolve_with(
+            &format!("user:a pass:b protos:rdp wol_settings:\"broadcast-addr={bad}\";"),
+            &policy,
+        );
+        assert!(conns.is_empty());
+        assert_eq!(
+            errors,
+            vec![(
+                1,
+                Some("wol_settings"),
+                BlockErrorKind::SettingAddressNotAllowed {
+                    name: "wol-broadcast-addr".into()
+                }
+            )],
+            "{bad}"
+        );
+    }
+    // Without ranges any IPv4 address goes, but never a name.
+    let (_, errors) = resolve_with(
+        "user:a pass:b protos:rdp wol_settings:\"broadcast-addr=evil.example\";",
+        &NotesPolicy::default(),
+    );
+    assert_eq!(errors.len(), 1);
+    assert!(ok("user:a pass:b protos:rdp wol_settings:\"broadcast-addr=192.0.2.255\";").len() == 1);
+}
+
+#[test]
+fn v49b_operator_allowed_address_settings_are_checked_too() {
+    let mut policy = NotesPolicy {
+        allowed_networks: vec!["10.0.0.0/24".parse().unwrap()],
+        ..NotesPolicy::default()
+    };
+    policy
+        .extra_allowed_settings
+        .insert(Protocol::Rdp, ["gateway-hostname".to_owned()].into());
+    let (_, errors) = resolve_with(
+        "user:a pass:b protos:rdp rdp_settings:\"gateway-hostname=203.0.113.7\";",
+        &policy,
+    );
+    assert_eq!(
+        errors,
+        vec![(
+            1,
+            Some("rdp_settings"),
+            BlockErrorKind::SettingAddressNotAllowed {
+                name: "gateway-hostname".into()
+            }
+        )]
+    );
+    let (conns, errors) = resolve_with(
+        "user:a pass:b protos:rdp rdp_settings:\"gateway-hostname=10.0.0.7\";",
+        &policy,
+    );
+    assert!(errors.is_empty());
+    assert_eq!(conns.len(), 1);
+}
+
+#[test]
+fn v50_control_characters_never_reach_names_or_messages() {
+    // A newline in a name would forge a line in the text log.
+    assert_eq!(
+        only_error("user:a pass:b protos:ssh confName:\"x\nINFO forged\";"),
+        (1, Some("confName"), BlockErrorKind::NameHasControl)
+    );
+    assert_eq!(
+        only_error("user:\"a\u{7}b\" pass:b protos:ssh;"),
+        (1, Some("user"), BlockErrorKind::NameHasControl)
+    );
+    let r = parse("user:a pass:b protos:\"ssh,rd\u{1b}[2Jp\";").resolve(
+        &ctx(),
+        &NotesPolicy::default(),
+        Passwords::NoKeys,
+    );
+    let shown = parse("user:a pass:b protos:\"ssh,rd\u{1b}[2Jp\";").warnings[0].to_string();
+    assert_eq!(r.connections.len(), 1);
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.contains("rd\\u{1b}[2Jp"), "{shown}");
 }

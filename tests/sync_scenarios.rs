@@ -673,8 +673,7 @@ async fn a_state_file_from_another_guacamole_never_takes_over_foreign_objects() 
     }
     let second = lab(seed).await;
     let setup2 = config(&second, SYNC);
-    std::fs::create_dir_all(setup2.dir.path().join("state")).unwrap();
-    std::fs::write(setup2.dir.path().join("state/state.json"), state).unwrap();
+    plant_state(&setup2, &state);
     let before: Vec<_> = second
         .guacamole()
         .connections()
@@ -802,4 +801,244 @@ async fn a_failed_move_keeps_the_group_it_was_leaving() {
     let mark = lab.request_mark();
     cycle(&engine).await;
     assert!(writes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn an_unknown_setting_is_left_out_with_a_warning_and_the_connection_is_made() {
+    let lab = lab(seed()).await;
+    lab.proxmox("lab").set_notes(
+        100,
+        "user:\"admin\" pass:\"S3cret\" protos:\"rdp\" rdp_settings:\"ignore-cert=true,old-name-x=1\";",
+    );
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    let report = cycle(&engine).await;
+    let p = params(&lab, "admin@web01-rdp");
+    assert_eq!(p["ignore-cert"], "true");
+    assert!(!p.contains_key("old-name-x"), "{p:?}");
+    assert!(
+        report.problems.iter().any(|m| m.contains(
+            "block 1 (line 1), key rdp_settings: warning: setting 'old-name-x' is not a rdp parameter; left out"
+        )),
+        "{:#?}",
+        report.problems
+    );
+    // Denied stays an error for the block: nothing is made from it.
+    lab.proxmox("lab").set_notes(
+        100,
+        "user:\"other\" pass:\"S3cret\" protos:\"rdp\" rdp_settings:\"drive-path=/srv\";",
+    );
+    let report = cycle(&engine).await;
+    assert!(!managed_names(&lab, ROOT).contains(&"other@web01-rdp".to_owned()));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|m| m.contains("setting 'drive-path' is not allowed in notes")),
+        "{:#?}",
+        report.problems
+    );
+}
+
+/// A config answer that is `200` but not a config (no digest, or notes of
+/// the wrong type) is a failed read: nothing deleted, nothing written.
+async fn malformed_config_answer(body: &str) {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let before = managed_names(&lab, ROOT);
+    let mut rule = pve_guac_lab::FaultRule::error(200)
+        .method("GET")
+        .path_contains("/qemu/100/config");
+    if let pve_guac_lab::FaultAction::Error {
+        body: b,
+        content_type,
+        ..
+    } = &mut rule.action
+    {
+        *b = Some(body.to_owned());
+        *content_type = Some("application/json;charset=UTF-8".into());
+    }
+    lab.faults("lab").add(rule);
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        managed_names(&lab, ROOT),
+        before,
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(report.summary.deleted, 0);
+    assert_eq!(changes(&lab, mark), Vec::<String>::new());
+    assert!(report.summary.errors > 0, "an incomplete read is an error");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("config not readable")),
+        "{:#?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn a_config_answer_without_digest_deletes_nothing() {
+    malformed_config_answer(r#"{"data":{}}"#).await;
+}
+
+#[tokio::test]
+async fn a_config_answer_with_non_string_notes_deletes_nothing() {
+    malformed_config_answer(r#"{"data":{"description":["x"],"digest":"5c1e9d7a0b6f4a0e2c3d4b5a69788796a5b4c3d2","name":"web01"}}"#).await;
+}
+
+#[tokio::test]
+async fn a_stale_state_never_reclaims_an_outside_connection_that_reuses_an_id() {
+    stale_state_meets_a_rebuilt_guacamole(false).await;
+}
+
+#[tokio::test]
+async fn an_unbound_state_reclaims_outside_only_what_still_matches_its_fingerprint() {
+    // Without the binding (a format-1 file) the fingerprint alone decides.
+    stale_state_meets_a_rebuilt_guacamole(true).await;
+}
+
+async fn stale_state_meets_a_rebuilt_guacamole(drop_binding: bool) {
+    // A rebuilt Guacamole (ids restart) holds a hand-made `Servers/NAME`
+    // with the id the old state recorded for NAME: it must stay theirs.
+    let first = lab(seed()).await;
+    let setup = config(&first, SYNC);
+    cycle(&engine(&setup)).await;
+    let old_id: u64 = conn_id(&first, "admin@web01-ssh").parse().unwrap();
+    let mut state = std::fs::read(setup.dir.path().join("state/state.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert!(json["guacamole"]["root_group_id"].is_string(), "{json:#}");
+    if drop_binding {
+        json.as_object_mut().unwrap().remove("guacamole");
+        state = serde_json::to_vec(&json).unwrap();
+    }
+
+    let mut seed = seed();
+    seed.guacamole = seed
+        .guacamole
+        .connection_group(
+            pve_guac_lab::guacamole::ConnectionGroupSeed::new("Servers").identifier(50),
+        )
+        .connection(
+            pve_guac_lab::guacamole::ConnectionSeed::new("admin@web01-ssh", "ssh")
+                .identifier(old_id)
+                .parent("50")
+                .parameter("hostname", "198.51.100.7")
+                .parameter("port", "22")
+                .parameter("username", "admin")
+                .parameter("password", "theirs"),
+        );
+    let second = lab(seed).await;
+    let setup2 = config(&second, SYNC);
+    plant_state(&setup2, &state);
+    let theirs = second.guacamole().connection(&old_id.to_string()).unwrap();
+    let report = cycle(&engine(&setup2)).await;
+    assert_eq!(
+        second.guacamole().connection(&old_id.to_string()).unwrap(),
+        theirs,
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(managed_names(&second, ROOT), EXPECTED);
+}
+
+#[tokio::test]
+async fn old_salted_fingerprints_are_re_verified_once_without_writes() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let path = setup.dir.path().join("state/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // The fingerprint is keyed (HMAC): nothing in the file lets anyone
+    // test a password guess offline.
+    assert!(state.get("salt").is_none(), "{state:#}");
+    assert_eq!(state["version"], 2);
+    for (_, owned) in state["connections"].as_object().unwrap() {
+        assert!(
+            owned["fingerprint"]
+                .as_str()
+                .unwrap()
+                .starts_with("hmac-sha256:"),
+            "{owned}"
+        );
+    }
+    // The same file as the previous format wrote it: version 1, a salt and
+    // salted SHA-256 fingerprints.
+    state["version"] = 1.into();
+    state["salt"] = "00112233445566778899aabbccddeeff".into();
+    for (_, owned) in state["connections"].as_object_mut().unwrap() {
+        owned["fingerprint"] = "ab".repeat(32).into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let reads = |mark| {
+        lab.requests_since(mark)
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/parameters"))
+            .count()
+    };
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        changes(&lab, mark),
+        Vec::<String>::new(),
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(
+        reads(mark),
+        6,
+        "each old fingerprint is verified by one read"
+    );
+    assert_eq!(report.summary.unchanged, 6);
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert_eq!(reads(mark), 0, "verified once, trusted after");
+    assert!(changes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
+async fn lost_ownership_heals_while_a_guest_is_held() {
+    // State lost (or a save failed after the writes) while one guest has a
+    // bad block: the others' connections sit exactly where creates would go
+    // and match what the daemon would write, so they are adopted, not
+    // re-created into duplicate_name failures every cycle.
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let ids: Vec<String> = EXPECTED.iter().map(|n| conn_id(&lab, n)).collect();
+    let pve = lab.proxmox("lab");
+    let notes = pve.notes(101).unwrap();
+    pve.set_notes(101, &notes.replace("ssh_port", "ssh_port:\"0\" x_port"));
+    std::fs::remove_file(setup.dir.path().join("state/state.json")).unwrap();
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(
+        changes(&lab, mark),
+        Vec::<String>::new(),
+        "{:#?}",
+        report.plan.actions
+    );
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    assert_eq!(report.summary.unchanged, 5, "{:#?}", report.plan);
+    assert_eq!(
+        EXPECTED
+            .iter()
+            .map(|n| conn_id(&lab, n))
+            .collect::<Vec<_>>(),
+        ids
+    );
+    // Ownership is recorded again: the next cycle reads nothing more.
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.unchanged, 5);
+    assert!(changes(&lab, mark).is_empty());
 }

@@ -5,6 +5,10 @@
 //! shipped; the test's drop-in only shortens the watchdog and restart delay,
 //! turns core dumps off and names the credentials.
 //!
+//! With PVE_GUAC_SYNC_E2E_INSTALLED set (`.ci/package`, after `dpkg -i`) the
+//! same scenario runs the unit, sysusers.d and tmpfiles.d files and binary
+//! the Debian package installed.
+//!
 //! Runs as root only (CI is root); prints a SKIP line otherwise.
 
 mod common;
@@ -14,7 +18,7 @@ mod harness;
 use std::collections::BTreeSet;
 
 use common::{TOKEN_ID, TOKEN_SECRET, managed_names};
-use harness::{Install, Sandbox, skip_reason};
+use harness::{Install, Sandbox, installed_package, skip_reason};
 use pve_guac_lab::guacamole::{GuacamoleSeed, UserSeed};
 use pve_guac_lab::{Lab, LabSeed};
 use pve_guac_sync::telemetry::AUDIT_MESSAGE_ID;
@@ -45,8 +49,9 @@ fn the_service_runs_reloads_recovers_and_stops_under_systemd() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let lab = rt.block_on(common::lab(seed()));
+    let installed = installed_package();
     let sandbox = Sandbox::boot(&Install {
-        binary: env!("CARGO_BIN_EXE_pve-guac-sync").as_ref(),
+        binary: (!installed).then(|| env!("CARGO_BIN_EXE_pve-guac-sync").as_ref()),
         dropin: DROPIN,
         credentials: &[
             ("pve-lab-token", TOKEN_SECRET),
@@ -55,12 +60,43 @@ fn the_service_runs_reloads_recovers_and_stops_under_systemd() {
         ],
     });
 
+    if installed {
+        println!("systemd_e2e: testing the installed package");
+        the_package_provides_unit_and_binary(&sandbox);
+    }
     start_and_sync(&sandbox, &lab);
     reload_picks_up_the_new_file(&sandbox, &lab);
     broken_reload_keeps_the_old_configuration(&sandbox, &lab);
     watchdog_restarts_a_frozen_daemon(&sandbox, &lab);
     stop_logs_out(&sandbox, &lab);
     journal_has_fields_and_audit_events_but_no_secrets(&sandbox, &lab);
+}
+
+/// The unit and binary under test are the Debian package's files, not the
+/// build's bind-mounted over them.
+fn the_package_provides_unit_and_binary(sandbox: &Sandbox) {
+    for path in [
+        "/usr/bin/pve-guac-sync",
+        "/usr/lib/systemd/system/pve-guac-sync.service",
+    ] {
+        let owner = sandbox.exec(&["dpkg-query", "--search", path]);
+        assert_eq!(
+            harness::stdout(&owner).trim(),
+            format!("pve-guac-sync: {path}"),
+            "{}",
+            String::from_utf8_lossy(&owner.stderr)
+        );
+    }
+    let mounted = sandbox.exec(&["mountpoint", "-q", "/usr/bin/pve-guac-sync"]);
+    assert!(!mounted.status.success(), "the binary is a bind mount");
+    let installed = std::fs::read("/usr/lib/systemd/system/pve-guac-sync.service").unwrap();
+    let loaded = sandbox.show(UNIT, "FragmentPath");
+    assert_eq!(std::fs::read(&loaded).unwrap(), installed, "{loaded}");
+    let version = sandbox.exec(&["/usr/bin/pve-guac-sync", "--version"]);
+    assert_eq!(
+        harness::stdout(&version).trim(),
+        format!("pve-guac-sync {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 fn seed() -> LabSeed {

@@ -47,8 +47,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 /// Reads a key file: one key per line, `#` comments and blank lines skipped.
 /// Errors name the file, never a key.
 pub fn load_key_file(path: &Path) -> anyhow::Result<Keyring> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let bytes = crate::config::read_small_regular_file(path, "key file")
+        .map_err(|message| anyhow::anyhow!("cannot read {message}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("key file {}: is not UTF-8 text", path.display()))?;
     let keys: Vec<Secret> = text
         .lines()
         .map(str::trim)

@@ -18,11 +18,13 @@ use crate::discovery::AddressEvidence;
 use crate::notes::{self, BlockKind, GuestContext, Key, Passwords};
 use crate::reconcile::cycle::{CycleReport, Engine, unix_now};
 use crate::reconcile::desire::{ClusterObservation, ConfigObservation, GuestObservation};
+use crate::reconcile::grants;
 use crate::reconcile::model::{GuestKey, display_path};
 use crate::reconcile::observe::{
     ClusterSource, Memory, fill_parameters, observe_guest, observe_tree,
 };
 use crate::reconcile::plan::{Action, claim, plan};
+use crate::state::CachedAddress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,10 +34,6 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 }
-
-/// Said in place of the grants section until access grants exist.
-const GRANTS_LEFT_OUT: &str =
-    "left out: access grants are not implemented in this build, so nothing is granted";
 
 pub async fn run(args: Args, config: &Path) -> anyhow::Result<i32> {
     let wanted = GuestRef::parse(&args.guest)?;
@@ -55,7 +53,8 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
     let s = &engine.settings;
     let found = find(&engine.clients.proxmox, wanted).await?;
     // Read only: no lock, nothing saved.
-    let st = crate::state::StateStore::new(&s.state_dir)
+    let st = engine
+        .state_store()
         .load()
         .map_err(|e| anyhow::anyhow!("{e} ({})", e.label()))?;
     let cc = engine.cycle_config();
@@ -68,9 +67,12 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         refresh: s.discovery.refresh,
         now,
     };
+    // The daemon's back-off is ignored: a guest waiting after failures is
+    // asked now, so the answer gives the current reason, not "asked later".
+    let no_backoff = BTreeMap::new();
     let memory = Memory {
         addresses: &st.addresses,
-        schedule: &st.discovery,
+        schedule: &no_backoff,
     };
     let guest = observe_guest(&source, &found.resource, &s.sync.selector, memory).await;
     let failed = matches!(guest.config, ConfigObservation::Failed { .. });
@@ -97,7 +99,13 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
             .map(|(id, _)| id.clone()),
     );
     let read_failures = fill_parameters(guac, &mut tree, &ids).await;
-    let the_plan = plan(&want, &tree, &st, now, &engine.plan_settings(false));
+    let mut the_plan = plan(&want, &tree, &st, now, &engine.plan_settings(false));
+    // One permission read per user or group involved; grant actions join the
+    // plan, so pending grants show with the other pending actions.
+    let access =
+        grants::plan_stage(guac, &observed, &want, &tree, &st, &s.access, &mut the_plan).await;
+    let mut read_failures = read_failures;
+    read_failures.extend(access.problems.iter().cloned());
     let report = CycleReport {
         summary: Default::default(),
         requests: BTreeMap::new(),
@@ -108,13 +116,19 @@ async fn explain(engine: &Engine, wanted: &GuestRef) -> anyhow::Result<Value> {
         plan: the_plan,
         desired: want,
         tree,
-        access: Default::default(),
+        access,
         outcome: Default::default(),
     };
-    Ok(document(engine, &guest, &report))
+    let cached = st.addresses.get(&guest.key.to_string());
+    Ok(document(engine, &guest, cached, &report))
 }
 
-fn document(engine: &Engine, guest: &GuestObservation, report: &CycleReport) -> Value {
+fn document(
+    engine: &Engine,
+    guest: &GuestObservation,
+    cached: Option<&CachedAddress>,
+    report: &CycleReport,
+) -> Value {
     let key = &guest.key;
     let mine = |g: Option<&GuestKey>| g == Some(key);
     let existing: Vec<super::list::Row> = super::list::rows(report)
@@ -173,15 +187,28 @@ fn document(engine: &Engine, guest: &GuestObservation, report: &CycleReport) -> 
         "selection": {"selected": selected, "rule": rule},
         "config": config_state(guest),
         "blocks": blocks(engine, guest),
-        "address": address(guest),
+        "address": address(guest, cached),
         "held": report.desired.held.get(key).map(|h| h.as_str()),
         "desired": desired,
         "existing": existing,
         "pending": pending,
         "problems": problems,
-        "grants": GRANTS_LEFT_OUT,
+        "grants": grants_of(key, report),
         "limits": "name conflicts with other guests are judged only by a full cycle (plan)",
     })
+}
+
+/// Per desired connection of the guest: who has READ from the daemon's
+/// sources (`user:NAME`, `group:NAME`, marked `(pending)` or `(unknown)`).
+fn grants_of(key: &GuestKey, report: &CycleReport) -> Value {
+    let map: serde_json::Map<String, Value> = report
+        .access
+        .access
+        .iter()
+        .filter(|(identity, _)| identity.guest == *key)
+        .map(|(identity, who)| (identity.to_string(), json!(who)))
+        .collect();
+    Value::Object(map)
 }
 
 fn config_state(guest: &GuestObservation) -> Value {
@@ -288,18 +315,21 @@ fn blocks(engine: &Engine, guest: &GuestObservation) -> Vec<Value> {
                 .collect();
             let mut errors: Vec<String> = b.errors.iter().map(ToString::to_string).collect();
             let mut connections = Vec::new();
-            if errors.is_empty() {
-                match parsed.resolve_block(b, &ctx, &cc.policy, passwords) {
-                    Ok(specs) => connections = specs.iter().map(|c| c.name.clone()).collect(),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            let warnings: Vec<String> = parsed
+            let mut warnings: Vec<String> = parsed
                 .warnings
                 .iter()
                 .filter(|w| w.block == b.ordinal)
                 .map(ToString::to_string)
                 .collect();
+            if errors.is_empty() {
+                match parsed.resolve_block(b, &ctx, &cc.policy, passwords) {
+                    Ok(r) => {
+                        connections = r.connections.iter().map(|c| c.name.clone()).collect();
+                        warnings.extend(r.warnings.iter().map(ToString::to_string));
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
             let kind = match b.kind {
                 BlockKind::Directive => "directive",
                 BlockKind::Credential(_) => "credential",
@@ -330,10 +360,17 @@ fn shown_value(key: Key, value: &str) -> String {
     }
 }
 
-fn address(guest: &GuestObservation) -> Value {
+/// The address and its source; a fresh cached address also says which
+/// source learnt it and when, since discovery does not ask again until then.
+fn address(guest: &GuestObservation, cached: Option<&CachedAddress>) -> Value {
     match &guest.address {
         AddressEvidence::Found { address, source } => {
-            json!({"address": address.to_string(), "source": source})
+            let mut doc = json!({"address": address.to_string(), "source": source});
+            if let Some(c) = cached.filter(|_| *source == crate::discovery::sources::CACHE) {
+                doc["learnt_from"] = json!(c.source);
+                doc["seen_at"] = json!(c.seen_at);
+            }
+            doc
         }
         AddressEvidence::Unknown { reason } | AddressEvidence::Unanswered { reason } => {
             json!({"address": null, "why": reason})
@@ -415,8 +452,12 @@ fn to_text(doc: &Value) -> String {
     if a["address"].is_null() {
         out.push_str(&format!("address: none ({})\n", s(&a["why"])));
     } else {
+        let learnt = match &a["learnt_from"] {
+            Value::Null => String::new(),
+            from => format!(", learnt from {} at unix time {}", s(from), a["seen_at"]),
+        };
         out.push_str(&format!(
-            "address: {} (from {})\n",
+            "address: {} (from {}{learnt})\n",
             s(&a["address"]),
             s(&a["source"])
         ));
@@ -465,6 +506,10 @@ fn to_text(doc: &Value) -> String {
     for p in doc["problems"].as_array().into_iter().flatten() {
         out.push_str(&format!("problem: {}\n", s(p)));
     }
-    out.push_str(&format!("grants: {}\n", s(&doc["grants"])));
+    let grants = doc["grants"].as_object().into_iter().flatten();
+    for (identity, who) in grants {
+        let names: Vec<String> = who.as_array().into_iter().flatten().map(s).collect();
+        out.push_str(&format!("grants on {identity}: {}\n", names.join(", ")));
+    }
     out
 }

@@ -17,6 +17,7 @@ pub mod notes_add;
 pub mod once;
 pub mod plan;
 pub mod run;
+pub mod status;
 pub mod sync_now;
 pub mod test_auth;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Run(run::Args),
     /// Ask the running service for a cycle now (sends it SIGUSR1).
     SyncNow(sync_now::Args),
+    /// Show the running service's status page in the terminal (needs `health.listen`).
+    Status(status::Args),
     /// Validate the configuration file and its secret sources (contacts no server).
     CheckConfig(check_config::Args),
     /// Work with guest notes (`notes lint` checks notes on stdin, `notes add` writes a block).
@@ -69,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run::run(args, &cli.config).await,
         Command::SyncNow(args) => sync_now::run(args, &cli.config),
+        Command::Status(args) => status::run(args, &cli.config),
         Command::CheckConfig(args) => check_config::run(args, &cli.config),
         Command::Notes(args) => notes::run(args, &cli.config).await,
         Command::GenKey(args) => gen_key::run(args),

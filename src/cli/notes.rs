@@ -2,6 +2,7 @@
 //! every error, as the daemon would see them. Passwords show as `***`.
 //! Needs no configuration. Exit 0 without errors, 1 with.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -10,7 +11,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::cli::encrypt::load_key_file;
-use crate::notes::{self, BlockError, ConnectionSpec, GuestContext, NotesPolicy, Passwords};
+use crate::notes::{
+    self, BlockError, ConnectionSpec, GuestContext, NotesPolicy, Passwords, Warning,
+};
+use crate::reconcile::model::ParamValue;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,7 +50,7 @@ pub struct LintArgs {
     /// Also decrypt encrypted passwords with these keys (one per line).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// Print JSON: {"connections":[…],"errors":[…]}.
+    /// Print JSON: {"connections":[…],"errors":[…],"warnings":[…]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -79,15 +83,37 @@ fn run_lint(args: LintArgs) -> anyhow::Result<i32> {
     };
     let parsed = notes::parse(&text);
     let resolution = parsed.resolve(&ctx, &NotesPolicy::default(), passwords);
-    for w in &parsed.warnings {
-        eprintln!("warning: {w}");
-    }
+    let mut warnings = parsed.warnings.clone();
+    warnings.extend(resolution.warnings.iter().cloned());
+    warnings.sort_by_key(|w| (w.block, w.line));
     if args.json {
-        println!("{}", to_json(&resolution.connections, &resolution.errors));
+        println!(
+            "{}",
+            to_json(&resolution.connections, &resolution.errors, &warnings)
+        );
     } else {
-        print!("{}", to_text(&resolution.connections, &resolution.errors));
+        print!(
+            "{}",
+            to_text(&resolution.connections, &resolution.errors, &warnings)
+        );
     }
     Ok(if resolution.errors.is_empty() { 0 } else { 1 })
+}
+
+/// Settings as shown: values of secret parameters (passphrases, keys,
+/// gateway passwords) as `***`, like `plan` shows them.
+fn shown_settings(settings: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let v = if ParamValue::is_secret_name(k) {
+                "***"
+            } else {
+                v.as_str()
+            };
+            (k.as_str(), v)
+        })
+        .collect()
 }
 
 fn group_path(c: &ConnectionSpec) -> Option<String> {
@@ -95,7 +121,11 @@ fn group_path(c: &ConnectionSpec) -> Option<String> {
 }
 
 /// The `--json` document; passwords are never part of it.
-pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_json::Value {
+pub fn to_json(
+    connections: &[ConnectionSpec],
+    errors: &[BlockError],
+    warnings: &[Warning],
+) -> serde_json::Value {
     let connections: Vec<_> = connections
         .iter()
         .map(|c| {
@@ -105,7 +135,7 @@ pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_j
                 "port": c.port,
                 "username": c.username,
                 "group": group_path(c),
-                "settings": c.settings,
+                "settings": shown_settings(&c.settings),
             })
         })
         .collect();
@@ -113,10 +143,18 @@ pub fn to_json(connections: &[ConnectionSpec], errors: &[BlockError]) -> serde_j
         .iter()
         .map(|e| json!({"block": e.block, "line": e.line, "key": e.key, "message": e.message()}))
         .collect();
-    json!({"connections": connections, "errors": errors})
+    let warnings: Vec<_> = warnings
+        .iter()
+        .map(|w| json!({"block": w.block, "line": w.line, "key": w.key, "message": w.message()}))
+        .collect();
+    json!({"connections": connections, "errors": errors, "warnings": warnings})
 }
 
-pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String {
+pub fn to_text(
+    connections: &[ConnectionSpec],
+    errors: &[BlockError],
+    warnings: &[Warning],
+) -> String {
     let mut out = String::new();
     for c in connections {
         out.push_str(&format!(
@@ -130,20 +168,31 @@ pub fn to_text(connections: &[ConnectionSpec], errors: &[BlockError]) -> String 
             out.push_str(&format!(" host {h}"));
         }
         out.push('\n');
-        for (k, v) in &c.settings {
-            out.push_str(&format!("  {k}={v}\n"));
-        }
-        for (k, v) in &c.wol {
+        for (k, v) in shown_settings(&c.settings)
+            .into_iter()
+            .chain(shown_settings(&c.wol))
+        {
             out.push_str(&format!("  {k}={v}\n"));
         }
     }
     for e in errors {
         out.push_str(&format!("error: {e}\n"));
     }
+    for w in warnings {
+        out.push_str(&format!("warning: block {} (line {})", w.block, w.line));
+        if let Some(key) = w.key {
+            out.push_str(&format!(", key {key}"));
+        }
+        out.push_str(&format!(": {}\n", w.message()));
+    }
     out.push_str(&format!(
-        "{} connection(s), {} error(s)\n",
+        "{} connection(s), {} error(s)",
         connections.len(),
         errors.len()
     ));
+    if !warnings.is_empty() {
+        out.push_str(&format!(", {} warning(s)", warnings.len()));
+    }
+    out.push('\n');
     out
 }

@@ -443,13 +443,16 @@ async fn report(
         hostname: crate::host::short_hostname(),
     };
     let policy = crate::reconcile::cycle::notes_policy(settings);
-    let (connections, errors) =
+    let (connections, errors, warnings) =
         match parsed.resolve_block(block, &ctx, &policy, Passwords::Decrypt(keyring)) {
-            Ok(c) => (c, Vec::new()),
-            Err(e) => (Vec::new(), vec![e]),
+            Ok(r) => (r.connections, Vec::new(), r.warnings),
+            Err(e) => (Vec::new(), vec![e], Vec::new()),
         };
     println!("{} to the notes of {label}", describe(placement));
-    print!("{}", super::notes::to_text(&connections, &errors));
+    print!(
+        "{}",
+        super::notes::to_text(&connections, &errors, &warnings)
+    );
     for c in &connections {
         let identity = Identity {
             guest: GuestKey {

@@ -7,9 +7,9 @@
 
 mod access;
 mod decode;
-mod health;
 mod discovery;
 mod external;
+mod health;
 mod perms;
 mod problem;
 mod raw;
@@ -21,11 +21,12 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use health::HealthSettings;
 pub use access::{AccessRule, AccessSettings};
 pub use discovery::{DiscoverySettings, PowerUpSettings, ProbeSettings, SourceKind, WolSettings};
 pub use external::ExternalHost;
+pub use health::HealthSettings;
 pub use problem::Problem;
+pub(crate) use secrets::read_small_regular_file;
 pub use secrets::{Environment, ProcessEnvironment};
 pub use selector::{Filter, GuestFacts, Selector, VmidRange, VmidRangeError};
 pub use settings::*;
@@ -159,6 +160,38 @@ pub fn state_dir_of(path: &Path) -> Result<PathBuf, ConfigError> {
         .map(|at| PathBuf::from(at.value.0))
         .filter(|p| p.is_absolute())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
+}
+
+/// `health.listen` of a configuration file, without reading its secrets
+/// (for `status`, which may run as a user who cannot read them). `Ok(None)`:
+/// the listener is off.
+pub fn health_listen_of(path: &Path) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let decoded = decode::decode(&text, path);
+    let Some(raw) = decoded.raw else {
+        return Err(ConfigError::Invalid {
+            problems: decoded.problems,
+        });
+    };
+    let Some(at) = raw.health.and_then(|h| h.value.listen) else {
+        return Ok(None);
+    };
+    at.value
+        .0
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: Some(at.referenced.line()),
+                key: "health.listen".to_owned(),
+                message: "expected an IP address and port, such as 127.0.0.1:9187".to_owned(),
+            }],
+        })
 }
 
 /// A file holding inline secrets must be readable by its owner only.

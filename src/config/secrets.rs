@@ -90,9 +90,49 @@ pub(crate) fn describe(source: &RawSecret) -> String {
     }
 }
 
+/// A secret file holds one password, token or key list; anything bigger is
+/// a mistake (or `/dev/zero`), not a secret.
+pub(crate) const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a file that must be a regular file of at most
+/// [`MAX_SECRET_FILE_BYTES`]: a FIFO would hang the reader, a device or a
+/// huge file would eat memory. `what` names it in messages.
+pub(crate) fn read_small_regular_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let fail = |e: std::io::Error| format!("{what} {shown}: {}", io_reason(&e));
+    let not_regular = || format!("{what} {shown}: is not a regular file");
+    // Checked before opening (opening a FIFO blocks) and again on the open
+    // file (the path may have changed in between).
+    if !std::fs::metadata(path).map_err(fail)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_big = || {
+        format!(
+            "{what} {shown}: is larger than {MAX_SECRET_FILE_BYTES} bytes; a secret file holds one secret"
+        )
+    };
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 fn read_secret_file(path: &Path, what: &str) -> Result<Resolved, String> {
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("{what} {shown}: {}", io_reason(&e)))?;
+    let bytes = read_small_regular_file(path, what)?;
     let mut text =
         String::from_utf8(bytes).map_err(|_| format!("{what} {shown}: is not UTF-8 text"))?;
     // Files written by `echo` or editors end in one newline that is not part
@@ -201,5 +241,52 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("not a valid systemd credential name"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let shown = path.display().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = shown.clone();
+        std::thread::spawn(move || {
+            let r = resolve(&RawSecret::File(p), &env(&[])).map(|_| ());
+            let _ = tx.send(r);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        if got.is_err() {
+            // Unblock the reader before failing, so the test ends.
+            let _ = std::fs::write(&path, b"x");
+        }
+        let err = got.expect("reading a FIFO must not block").unwrap_err();
+        assert_eq!(err, format!("secret file {shown}: is not a regular file"));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(50 * 1024 * 1024).unwrap(); // sparse: costs no disk
+        let shown = path.display().to_string();
+        let err = resolve(&RawSecret::File(shown.clone()), &env(&[]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "secret file {shown}: is larger than 65536 bytes; a secret file holds one secret"
+            )
+        );
+        let err = resolve(&RawSecret::File("/dev/zero".into()), &env(&[]))
+            .err()
+            .unwrap();
+        assert_eq!(err, "secret file /dev/zero: is not a regular file");
     }
 }

@@ -103,9 +103,11 @@ impl Daemon {
     ) -> Result<Daemon, StartError> {
         let engine =
             Engine::with_cancel(settings, CancellationToken::new()).map_err(StartError::Clients)?;
-        let (file, state) = StateFile::open(&engine.settings.state_dir, "run")?;
+        let (file, state) = StateFile::open(engine.state_store(), "run")?;
         let sync = &engine.settings.sync;
-        let (status, _) = watch::channel(DaemonStatus::new(sync.interval, sync.dry_run));
+        let mut initial = DaemonStatus::new(sync.interval, sync.dry_run);
+        initial.max_changes_per_cycle = sync.max_changes_per_cycle.get();
+        let (status, _) = watch::channel(initial);
         Ok(Daemon {
             engine,
             state,
@@ -140,6 +142,8 @@ impl Daemon {
     /// read the API clients' request counters.
     pub fn attach_health(&mut self, health: Health) {
         health.track_clients(&self.engine.clients);
+        health.watch_status(self.subscribe());
+        health.track_power_ups(self.engine.power_ups().clone());
         self.health = Some(health);
     }
 
@@ -407,7 +411,15 @@ impl Daemon {
             },
         };
         let succeeded = record.report.is_some();
+        let endpoints = self
+            .engine
+            .clients
+            .proxmox
+            .iter()
+            .map(|(name, client)| (name.clone(), client.endpoint_reachability()))
+            .collect();
         self.status.send_modify(|s| {
+            s.absorb(&record, endpoints);
             s.cycles += 1;
             if succeeded {
                 s.last_success = Some(finished_at);
@@ -431,8 +443,10 @@ impl Daemon {
             Ok(()) => {
                 let sync = &self.engine.settings.sync;
                 let (interval, dry_run) = (sync.interval, sync.dry_run || self.dry_run_override);
+                let budget = sync.max_changes_per_cycle.get();
                 self.status.send_modify(|s| {
                     s.reload_problems.clear();
+                    s.max_changes_per_cycle = budget;
                     s.interval = interval;
                     s.dry_run = dry_run;
                 });
@@ -441,6 +455,7 @@ impl Daemon {
                 if let Some(health) = &self.health {
                     health.set_interval(interval);
                     health.track_clients(&self.engine.clients);
+                    health.track_power_ups(self.engine.power_ups().clone());
                 }
                 true
             }

@@ -2,11 +2,18 @@
 //! `systemctl status`, and a [`DaemonStatus`] on a `watch` channel for
 //! anyone in the process who wants more (the health and metrics listener).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::http::EndpointStats;
 use crate::reconcile::cycle::CycleReport;
+use crate::reconcile::record::ActionResult;
+
+/// Finished cycles kept for the status page's timeline.
+pub const CYCLE_HISTORY: usize = 24;
+/// Audit events (actions and their results) kept for the status page.
+pub const AUDIT_HISTORY: usize = 50;
 
 /// The latest picture of the daemon, published after every cycle, reload
 /// and at shutdown. Cheap to clone (the report is shared).
@@ -25,6 +32,64 @@ pub struct DaemonStatus {
     /// previous configuration stays in force); empty otherwise.
     pub reload_problems: Vec<String>,
     pub stopping: bool,
+    /// `sync.max_changes_per_cycle` in force.
+    pub max_changes_per_cycle: usize,
+    /// The last [`CYCLE_HISTORY`] cycles, oldest first.
+    pub history: VecDeque<CycleBrief>,
+    /// The last [`AUDIT_HISTORY`] audit events, oldest first.
+    pub audit: VecDeque<AuditEntry>,
+    /// Per configured cluster, what the last cycles saw of it.
+    pub clusters: BTreeMap<String, ClusterStatus>,
+    /// The report of the last cycle that ran to its end (a failed cycle
+    /// after it leaves this in place).
+    pub last_report: Option<Arc<CycleReport>>,
+}
+
+/// One finished cycle, as the timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleBrief {
+    pub number: u64,
+    pub finished_at: SystemTime,
+    pub duration: Duration,
+    pub outcome: &'static str,
+    pub changes: usize,
+    pub pending: usize,
+    pub errors: usize,
+    /// Label of a cycle that failed as a whole.
+    pub error: Option<&'static str>,
+}
+
+/// One action and what became of it: the fields of the journal's audit
+/// event, never a parameter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub cycle: u64,
+    pub at: SystemTime,
+    pub action: &'static str,
+    /// `done`, `failed`, `deferred`, `dry_run`.
+    pub result: &'static str,
+    /// `cluster/vmid`.
+    pub guest: Option<String>,
+    pub connection: Option<String>,
+    pub reason: String,
+    /// `label: message` of a failure (secret-free by the apply layer's rule).
+    pub error: Option<String>,
+}
+
+/// A cluster across cycles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Each endpoint (`host:port`) and whether its last attempt got an
+    /// answer (`None`: not tried yet).
+    pub endpoints: Vec<(String, Option<bool>)>,
+    /// Guests listed by the last cycle that reached it.
+    pub guests: usize,
+    /// Connections its guests' notes ask for.
+    pub connections: usize,
+    /// Whether the last cycle observed it completely.
+    pub complete: bool,
+    /// When a cycle last observed it completely.
+    pub last_complete: Option<SystemTime>,
 }
 
 impl DaemonStatus {
@@ -38,8 +103,118 @@ impl DaemonStatus {
             dry_run,
             reload_problems: Vec::new(),
             stopping: false,
+            max_changes_per_cycle: 0,
+            history: VecDeque::new(),
+            audit: VecDeque::new(),
+            clusters: BTreeMap::new(),
+            last_report: None,
         }
     }
+
+    /// Folds a finished cycle into the timeline, the audit ring and the
+    /// per-cluster view. `endpoints`: each cluster's endpoint reachability
+    /// now.
+    pub fn absorb(
+        &mut self,
+        record: &CycleRecord,
+        endpoints: BTreeMap<String, Vec<(String, Option<bool>)>>,
+    ) {
+        push_bounded(&mut self.history, CycleBrief::of(record), CYCLE_HISTORY);
+        if let Some(report) = &record.report {
+            for entry in audit_entries(report, record.finished_at) {
+                push_bounded(&mut self.audit, entry, AUDIT_HISTORY);
+            }
+            self.absorb_clusters(report, record.finished_at);
+            self.last_report = Some(Arc::clone(report));
+        }
+        // Clusters a reload removed leave the page.
+        self.clusters.retain(|name, _| endpoints.contains_key(name));
+        for (name, list) in endpoints {
+            self.clusters.entry(name).or_default().endpoints = list;
+        }
+    }
+
+    fn absorb_clusters(&mut self, report: &CycleReport, at: SystemTime) {
+        let want = &report.desired;
+        for name in &want.clusters {
+            let c = self.clusters.entry(name.clone()).or_default();
+            c.complete = want.complete_clusters.contains(name);
+            if c.complete {
+                c.last_complete = Some(at);
+            }
+            let listed = want.present.iter().filter(|g| &g.cluster == name).count();
+            // A cluster not reached this cycle keeps the counts it last had.
+            if c.complete || listed > 0 {
+                c.guests = listed;
+                c.connections = want
+                    .connections
+                    .keys()
+                    .filter(|i| &i.guest.cluster == name)
+                    .count();
+            }
+        }
+    }
+}
+
+impl CycleBrief {
+    fn of(record: &CycleRecord) -> CycleBrief {
+        let (changes, pending, errors) = match &record.report {
+            Some(r) => (changes(r), r.summary.pending, r.summary.errors),
+            None => (0, 0, 1),
+        };
+        CycleBrief {
+            number: record.number,
+            finished_at: record.finished_at,
+            duration: record.duration,
+            outcome: record.outcome,
+            changes,
+            pending,
+            errors,
+            error: record.error.as_ref().map(|(label, _)| *label),
+        }
+    }
+}
+
+/// The audit events of a report's actions, in plan order.
+fn audit_entries(report: &CycleReport, at: SystemTime) -> Vec<AuditEntry> {
+    let results = &report.outcome.results;
+    report
+        .plan
+        .actions
+        .iter()
+        .zip(results)
+        .map(|(planned, result)| {
+            let a = &planned.action;
+            let (word, error) = match result {
+                ActionResult::Done { .. } => ("done", None),
+                ActionResult::DryRun => ("dry_run", None),
+                ActionResult::Deferred => ("deferred", None),
+                ActionResult::Failed { error, message } => {
+                    ("failed", Some(format!("{error}: {message}")))
+                }
+            };
+            AuditEntry {
+                cycle: report.cycle,
+                at,
+                action: a.kind(),
+                result: word,
+                guest: a.guest().map(ToString::to_string),
+                connection: a
+                    .connection_name()
+                    .map(str::to_owned)
+                    .or_else(|| a.identity().map(ToString::to_string)),
+                reason: planned.reason.clone(),
+                error,
+            }
+        })
+        .collect()
+}
+
+fn push_bounded<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
+    while ring.len() >= cap {
+        ring.pop_front();
+    }
+    ring.push_back(item);
 }
 
 /// One finished cycle.

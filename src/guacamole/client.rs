@@ -152,6 +152,8 @@ enum LoginAttempt {
     Ok(AuthResult),
     /// This is Guacamole and it refused (credentials, ban, …).
     Refused(GuacamoleError),
+    /// Throttled (429/503) by Guacamole or a proxy: stop, try again later.
+    Throttled(GuacamoleError),
     /// Not a Guacamole API here (404, HTML, …): try the next candidate.
     NotHere(String),
 }
@@ -438,14 +440,36 @@ impl GuacamoleClient {
                     }
                 },
                 Ok(resp) => match ErrorBody::parse(&resp.body).and_then(|b| b.patches) {
-                    Some(patches) if resp.status == 400 => parse_patch_failure(chunk, &patches),
+                    Some(patches) if resp.status == 400 => {
+                        let secrets = call.body.as_ref().map(secret_values).unwrap_or_default();
+                        parse_patch_failure(chunk, &patches)
+                            .into_iter()
+                            .map(|r| match r {
+                                OpResult::Failed { error } => OpResult::Failed {
+                                    error: error.redacted(&secrets),
+                                },
+                                other => other,
+                            })
+                            .collect()
+                    }
                     _ => {
                         // The whole request failed and was rolled back (a 500
                         // from an unknown parent, a 413, …) without naming
                         // the entry. Rather than let one bad entry block the
                         // others on every cycle, isolate it: send this chunk
                         // again one object at a time.
-                        let err = map_error(&resp);
+                        let err = call_error(&call, &resp);
+                        // A gateway error (502/503/504 from a proxy, or a 5xx
+                        // without Guacamole's error body) does not say
+                        // whether the batch applied: resending its entries
+                        // could duplicate them. Unknown; the batch stops and
+                        // the next cycle plans from a fresh tree.
+                        if is_ambiguous(resp.status, &err) {
+                            stopped_by = Some(err.clone());
+                            let unknown = OpResult::Unknown { error: err };
+                            results.splice(range, vec![unknown; chunk.len()]);
+                            break;
+                        }
                         // A ≤1.5 server refuses adds/replaces (501, or 400
                         // text/plain for object values): after a downgrade
                         // under a live session, re-probe before falling back.
@@ -675,7 +699,7 @@ impl GuacamoleClient {
     async fn create(&self, call: &Call<'_>) -> Result<String, GuacamoleError> {
         let resp = self.execute(call).await?;
         if !resp.is_success() {
-            return Err(map_error(&resp));
+            return Err(call_error(call, &resp));
         }
         let created: Created = resp
             .json()
@@ -688,7 +712,7 @@ impl GuacamoleClient {
         if resp.is_success() {
             Ok(())
         } else {
-            Err(map_error(&resp))
+            Err(call_error(call, &resp))
         }
     }
 
@@ -835,6 +859,8 @@ impl GuacamoleClient {
                     let _ = self.base.set(base);
                     return Err(err);
                 }
+                // Not known to be the API: the next login detects again.
+                LoginAttempt::Throttled(err) => return Err(err),
                 LoginAttempt::NotHere(why) => tried.push(format!("{} ({why})", display_url(&base))),
             }
         }
@@ -871,6 +897,14 @@ impl GuacamoleClient {
         if ErrorBody::parse(&resp.body).is_some_and(|b| b.error_type.is_some()) {
             return Ok(LoginAttempt::Refused(map_error(&resp)));
         }
+        // Throttled (by Guacamole or a proxy in front): this may well be the
+        // API, and the next candidate must not get the credentials too.
+        if matches!(resp.status, 429 | 503) {
+            return Ok(LoginAttempt::Throttled(GuacamoleError::RateLimited {
+                status: resp.status,
+                retry_after: resp.retry_after().map(|d| d.as_secs()),
+            }));
+        }
         Ok(LoginAttempt::NotHere(format!("HTTP {}", resp.status)))
     }
 }
@@ -878,6 +912,50 @@ impl GuacamoleClient {
 /// `Permission Denied.` (capital D): the token is missing, unknown or expired.
 fn is_expired_token(resp: &HttpResponse) -> bool {
     resp.status == 403 && matches!(map_error(resp), GuacamoleError::InvalidToken)
+}
+
+/// The error of a call's answer, with every secret value of the call's
+/// body removed: servers and proxies echo request bodies in their messages
+/// (a JSON parse error quoting the input), and these texts reach logs and
+/// audit events.
+fn call_error(call: &Call<'_>, resp: &HttpResponse) -> GuacamoleError {
+    let err = map_error(resp);
+    match &call.body {
+        Some(body) => err.redacted(&secret_values(body)),
+        None => err,
+    }
+}
+
+/// Values of secret-named fields (`password`, `*-passphrase`, …) anywhere
+/// in a JSON request body.
+fn secret_values(body: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![body];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        serde_json::Value::String(s)
+                            if !s.is_empty() && crate::notes::settings::is_secret_name(k) =>
+                        {
+                            out.push(s.clone())
+                        }
+                        other => stack.push(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether a failed directory PATCH may still have been applied.
+fn is_ambiguous(status: u16, err: &GuacamoleError) -> bool {
+    matches!(status, 502..=504)
+        || (status >= 500 && matches!(err, GuacamoleError::UnexpectedResponse { .. }))
 }
 
 fn map_error(resp: &HttpResponse) -> GuacamoleError {

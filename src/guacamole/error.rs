@@ -34,6 +34,15 @@ pub enum GuacamoleError {
     TooManyAttempts { message: String },
 
     /// The session token is missing, unknown or expired (`Permission Denied.`).
+    /// A 429 (or 503) answer to a login without Guacamole's error body: a
+    /// proxy or the server is throttling. Base-path detection stops here
+    /// rather than posting the credentials to the next candidate.
+    #[error("Guacamole answered HTTP {status} to the login (rate limited{}); try again later", retry_after.map(|s| format!(", retry after {s} s")).unwrap_or_default())]
+    RateLimited {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+
     #[error("Guacamole session token is invalid or expired")]
     InvalidToken,
 
@@ -112,6 +121,7 @@ impl GuacamoleError {
             GuacamoleError::InvalidCredentials { .. } => "invalid_credentials",
             GuacamoleError::InsufficientCredentials { .. } => "insufficient_credentials",
             GuacamoleError::TooManyAttempts { .. } => "too_many_attempts",
+            GuacamoleError::RateLimited { .. } => "rate_limited",
             GuacamoleError::InvalidToken => "invalid_token",
             GuacamoleError::PermissionDenied { .. } => "permission_denied",
             GuacamoleError::NotFound { .. } => "not_found",
@@ -143,11 +153,79 @@ impl GuacamoleError {
                 | GuacamoleError::InvalidCredentials { .. }
                 | GuacamoleError::InsufficientCredentials { .. }
                 | GuacamoleError::TooManyAttempts { .. }
+                | GuacamoleError::RateLimited { .. }
                 | GuacamoleError::InvalidToken
                 | GuacamoleError::UnknownDataSource { .. }
                 | GuacamoleError::BasePathNotFound { .. }
                 | GuacamoleError::Config { .. }
         )
+    }
+
+    /// The same error with each of `secrets` (and its JSON-escaped form)
+    /// replaced by `***` in every text the server supplied.
+    pub(crate) fn redacted(self, secrets: &[String]) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        let scrub = |text: String| {
+            let mut text = text;
+            for secret in secrets {
+                let escaped = serde_json::to_string(secret).unwrap_or_default();
+                let escaped = escaped.trim_matches('"');
+                for form in [secret.as_str(), escaped] {
+                    if !form.is_empty() {
+                        text = text.replace(form, "***");
+                    }
+                }
+            }
+            text
+        };
+        use GuacamoleError as E;
+        match self {
+            E::InvalidCredentials { message } => E::InvalidCredentials {
+                message: scrub(message),
+            },
+            E::InsufficientCredentials { message } => E::InsufficientCredentials {
+                message: scrub(message),
+            },
+            E::TooManyAttempts { message } => E::TooManyAttempts {
+                message: scrub(message),
+            },
+            E::PermissionDenied { message } => E::PermissionDenied {
+                message: scrub(message),
+            },
+            E::NotFound { message } => E::NotFound {
+                message: scrub(message),
+            },
+            E::DuplicateName { kind, name } => E::DuplicateName {
+                kind,
+                name: scrub(name),
+            },
+            E::UnknownParent { parent } => E::UnknownParent {
+                parent: scrub(parent),
+            },
+            E::ParameterValueTooLong { parameter } => E::ParameterValueTooLong {
+                parameter: scrub(parameter),
+            },
+            E::PayloadTooLarge { message } => E::PayloadTooLarge {
+                message: scrub(message),
+            },
+            E::BadRequest { message } => E::BadRequest {
+                message: scrub(message),
+            },
+            E::Unsupported { message } => E::Unsupported {
+                message: scrub(message),
+            },
+            E::ServerError { status, message } => E::ServerError {
+                status,
+                message: scrub(message),
+            },
+            E::UnexpectedResponse { status, detail } => E::UnexpectedResponse {
+                status,
+                detail: scrub(detail),
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn decode(endpoint: &'static str, err: &serde_json::Error) -> Self {

@@ -50,6 +50,7 @@ pub(crate) struct Metrics {
     guests: Gauge,
     connections: Gauge,
     last_success: Gauge<f64, AtomicU64>,
+    interval: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -64,6 +65,7 @@ impl Metrics {
             guests: Gauge::default(),
             connections: Gauge::default(),
             last_success: Gauge::default(),
+            interval: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -108,6 +110,13 @@ impl Metrics {
             "Unix time at which the last cycle without errors ended",
             m.last_success.clone(),
         );
+        registry.register_with_unit(
+            "sync_interval",
+            "sync.interval in force (the unit of the readiness rule and of the alert on stale \
+             cycles)",
+            Unit::Seconds,
+            m.interval.clone(),
+        );
         registry.register_collector(Box::new(requests));
         Metrics { registry, ..m }
     }
@@ -143,6 +152,10 @@ impl Metrics {
         if outcome.clean() {
             self.last_success.set(ended_unix);
         }
+    }
+
+    pub fn set_interval(&self, interval: std::time::Duration) {
+        self.interval.set(interval.as_secs_f64());
     }
 
     /// The text exposition of every metric.

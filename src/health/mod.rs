@@ -1,19 +1,24 @@
 //! Metrics and health over HTTP for the daemon (`health.listen`, off by
-//! default): `GET /healthz`, `GET /readyz` and `GET /metrics` in the
-//! Prometheus text format. Read-only; it serves counts, labels and ages,
+//! default): `GET /healthz`, `GET /readyz`, `GET /metrics` in the
+//! Prometheus text format, and the status page (`GET /`, `GET
+//! /status.json`). Read-only; it serves counts, labels, names and ages,
 //! never a secret, a guest's notes or a connection's parameters.
 //!
 //! The loop owns one [`Health`] (cheap to clone), calls
 //! [`Health::record_cycle`] or [`Health::record_failure`] after every cycle
-//! and [`Health::track_clients`] whenever it builds API clients; the listener
-//! ([`Health::bind`], then [`HealthListener::serve`]) reads the same handle.
+//! and [`Health::track_clients`] whenever it builds API clients; the status
+//! page reads the daemon's [`DaemonStatus`] channel ([`Health::watch_status`]).
+//! The listener ([`Health::bind`], then [`HealthListener::serve`]) reads the
+//! same handle.
 
 mod facts;
 mod metrics;
+mod page;
 mod readiness;
 mod requests;
 mod routes;
 mod server;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 pub use facts::{Completed, CycleFacts, CycleOutcome};
 pub use server::HealthListener;
 
+use tokio::sync::watch;
+
+use crate::daemon::DaemonStatus;
+use crate::discovery::power::PowerUps;
 use crate::reconcile::clients::Clients;
 use crate::reconcile::cycle::CycleReport;
 use metrics::Metrics;
@@ -75,6 +84,10 @@ struct Inner {
     requests: RequestCollector,
     readiness: Mutex<Readiness>,
     clock: Arc<dyn Clock>,
+    /// The daemon's status channel, for the status page.
+    status: Mutex<Option<watch::Receiver<DaemonStatus>>>,
+    /// The power-up machinery in force (replaced on some reloads).
+    power: Mutex<Option<Arc<PowerUps>>>,
 }
 
 impl Health {
@@ -85,18 +98,23 @@ impl Health {
 
     pub(crate) fn with_clock(interval: Duration, clock: Arc<dyn Clock>) -> Health {
         let requests = RequestCollector::default();
+        let metrics = Metrics::new(requests.clone());
+        metrics.set_interval(interval);
         Health {
             inner: Arc::new(Inner {
-                metrics: Metrics::new(requests.clone()),
+                metrics,
                 requests,
                 readiness: Mutex::new(Readiness::new(interval)),
                 clock,
+                status: Mutex::new(None),
+                power: Mutex::new(None),
             }),
         }
     }
 
     /// After a reload that changed `sync.interval`.
     pub fn set_interval(&self, interval: Duration) {
+        self.inner.metrics.set_interval(interval);
         self.readiness().set_interval(interval);
     }
 
@@ -109,6 +127,33 @@ impl Health {
         for client in clients.proxmox.values() {
             self.inner.requests.track(client.http().stats_source());
         }
+    }
+
+    /// The status page shows what this channel carries.
+    pub fn watch_status(&self, status: watch::Receiver<DaemonStatus>) {
+        *lock(&self.inner.status) = Some(status);
+    }
+
+    /// The status page lists the guests these power-ups have under way.
+    pub fn track_power_ups(&self, power: Arc<PowerUps>) {
+        *lock(&self.inner.power) = Some(power);
+    }
+
+    /// What the status page and `/status.json` show, as of now.
+    pub(crate) fn view(&self) -> view::StatusView {
+        let status = lock(&self.inner.status)
+            .as_ref()
+            .map(|rx| rx.borrow().clone());
+        let power_ups = lock(&self.inner.power)
+            .as_ref()
+            .map(|p| p.in_flight().into_iter().collect())
+            .unwrap_or_default();
+        view::build(view::Context {
+            now: SystemTime::now(),
+            ready: self.ready(),
+            power_ups,
+            status: status.as_ref(),
+        })
     }
 
     /// After a cycle that ran to its end (errors inside it included).
@@ -160,6 +205,10 @@ impl Health {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -3,19 +3,26 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderName, HeaderValue,
+    REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use hyper::{Method, Response, StatusCode};
 
-use super::Health;
 use super::metrics::CONTENT_TYPE as METRICS_TYPE;
+use super::{Health, page};
 
 const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Page {
     Healthz,
     Readyz,
     Metrics,
+    Status,
+    StatusJson,
 }
 
 impl Page {
@@ -24,6 +31,8 @@ impl Page {
             "/healthz" => Page::Healthz,
             "/readyz" => Page::Readyz,
             "/metrics" => Page::Metrics,
+            "/" => Page::Status,
+            "/status.json" => Page::StatusJson,
             _ => return None,
         })
     }
@@ -56,6 +65,26 @@ pub(crate) fn respond(health: &Health, method: &Method, path: &str) -> Response<
             ),
         },
         Page::Metrics => reply(StatusCode::OK, METRICS_TYPE, health.metrics_text()),
+        Page::Status => {
+            let mut r = reply(StatusCode::OK, HTML, page::render(&health.view()));
+            let h = r.headers_mut();
+            if let Ok(csp) = HeaderValue::from_str(&page::CSP) {
+                h.insert(CONTENT_SECURITY_POLICY, csp);
+            }
+            h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            h.insert(
+                HeaderName::from_static("cross-origin-resource-policy"),
+                HeaderValue::from_static("same-origin"),
+            );
+            r
+        }
+        Page::StatusJson => {
+            let mut body = serde_json::to_string_pretty(&health.view())
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+            body.push('\n');
+            reply(StatusCode::OK, JSON, body)
+        }
     }
 }
 

@@ -53,7 +53,7 @@ impl HealthListener {
 
     /// Serves until `cancel` fires; connections still open then are dropped.
     pub async fn serve(self, cancel: CancellationToken) {
-        info!(listen = %self.addr, "serving /healthz, /readyz and /metrics on http://{}", self.addr);
+        info!(listen = %self.addr, "serving the status page, /healthz, /readyz and /metrics on http://{}", self.addr);
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut connections = JoinSet::new();
         loop {

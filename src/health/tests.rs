@@ -703,9 +703,18 @@ async fn listener_refuses_other_methods_paths_and_oversized_requests() {
     let health = Health::new(INTERVAL);
     let (addr, cancel, _task) = start(&health).await;
 
-    let a = get(addr, "/").await;
+    let a = get(addr, "/index.html").await;
     assert_eq!((a.status, a.body.as_str()), (404, "not found\n"));
     assert_eq!(get(addr, "/metrics/../secret").await.status, 404);
+    // The status page is read-only too.
+    let a = exchange(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.status, 405);
+    let a = exchange(addr, b"DELETE /status.json HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(a.status, 405);
 
     let a = exchange(
         addr,

@@ -499,7 +499,7 @@ fn parse_group(value: &str) -> Result<Option<Vec<String>>, BlockErrorKind> {
     // Guacamole group names hold at most 128 characters.
     if parts
         .iter()
-        .any(|p| p.is_empty() || p.chars().count() > 128)
+        .any(|p| p.is_empty() || p.chars().count() > 128 || p.chars().any(char::is_control))
     {
         return Err(BlockErrorKind::InvalidGroup);
     }

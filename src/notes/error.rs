@@ -37,7 +37,9 @@ pub enum BlockErrorKind {
     AddressNotAllowed,
     #[error("the guest's address is not known yet")]
     AddressUnknown,
-    #[error("group path has an empty element or one longer than 128 characters")]
+    #[error(
+        "group path has an empty element, one longer than 128 characters, or a control character"
+    )]
     InvalidGroup,
     #[error("access items must be user:NAME or group:NAME")]
     InvalidAccess,
@@ -47,6 +49,10 @@ pub enum BlockErrorKind {
     DeniedSetting { name: String },
     #[error("setting '{name}' has a value longer than 4096 characters")]
     SettingTooLong { name: String },
+    #[error("setting '{name}' must be an IPv4 address inside the allowed address ranges")]
+    SettingAddressNotAllowed { name: String },
+    #[error("control characters (such as a line break) are not allowed here")]
+    NameHasControl,
     #[error("'{name}' is not a Wake-on-LAN setting")]
     UnknownWolSetting { name: String },
     #[error("the connection name is empty")]
@@ -85,6 +91,8 @@ impl BlockErrorKind {
             DeniedSetting { .. } => "denied_setting",
             SettingTooLong { .. } => "setting_too_long",
             UnknownWolSetting { .. } => "unknown_wol_setting",
+            SettingAddressNotAllowed { .. } => "setting_address_not_allowed",
+            NameHasControl => "name_has_control",
             EmptyName => "empty_name",
             NameTooLong { .. } => "name_too_long",
             NoKey => "no_key",
@@ -154,6 +162,12 @@ pub enum WarningKind {
     UnusedProtocolKey,
     /// Text follows an unquoted value: `pass:my secret` reads `my` only.
     TextAfterBareValue,
+    /// A `*_settings` item that is no parameter of the protocol; left out.
+    /// `name` is `None` where it may be part of a value (not shown).
+    UnknownSetting {
+        protocol: Protocol,
+        name: Option<String>,
+    },
 }
 
 /// Something worth telling the operator that does not stop the block.
@@ -165,10 +179,31 @@ pub struct Warning {
     pub kind: WarningKind,
 }
 
+impl Warning {
+    /// The message without the location.
+    pub fn message(&self) -> String {
+        WarningText(self).to_string()
+    }
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "block {} (line {}): ", self.block, self.line)?;
-        match &self.kind {
+        write!(
+            f,
+            "block {} (line {}): {}",
+            self.block,
+            self.line,
+            WarningText(self)
+        )
+    }
+}
+
+struct WarningText<'a>(&'a Warning);
+
+impl fmt::Display for WarningText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self.0;
+        match &w.kind {
             WarningKind::Unterminated => f.write_str("the last block has no closing ';' (used anyway)"),
             WarningKind::UnknownProtocol { name } => {
                 write!(f, "unknown protocol '{}' dropped", printable(name))
@@ -180,18 +215,44 @@ impl fmt::Display for Warning {
             WarningKind::TextAfterBareValue => write!(
                 f,
                 "text after the unquoted value of {} is ignored; quote values that contain spaces",
-                self.key.unwrap_or("?")
+                w.key.unwrap_or("?")
+            ),
+            WarningKind::UnknownSetting {
+                protocol,
+                name: Some(name),
+            } => write!(
+                f,
+                "setting '{}' is not a {protocol} parameter; left out",
+                printable(name)
+            ),
+            WarningKind::UnknownSetting {
+                protocol,
+                name: None,
+            } => write!(
+                f,
+                "an item is not a {protocol} parameter; left out (name not shown: it may be part of a value)"
             ),
             WarningKind::UnusedProtocolKey => write!(
                 f,
                 "key {} is for a protocol this block does not list (ignored)",
-                self.key.unwrap_or("?")
+                w.key.unwrap_or("?")
             ),
         }
     }
 }
 
-/// Names from notes shown in messages: cut to 64 characters, controls removed.
+/// Names from notes shown in messages: cut to 64 characters, control
+/// characters escaped (`\u{a}`), so a note can never forge a log line.
 pub(crate) fn printable(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
+    name.chars()
+        .take(64)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }

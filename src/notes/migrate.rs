@@ -29,8 +29,9 @@ impl Migration {
 }
 
 /// Replaces the plaintext password pair of every valid credential block with
-/// `encrypted_password:"<token>"`. Blocks with phase-1 errors and the blocks
-/// in `skip` (ordinals whose phase-2 resolution failed) stay untouched.
+/// `encrypted_password:"<token>"`. Blocks with phase-1 errors, the blocks
+/// in `skip` (ordinals whose phase-2 resolution failed) and unquoted
+/// passwords followed by more text stay untouched.
 pub fn migrate(text: &str, keyring: &Keyring, skip: &BTreeSet<usize>) -> Migration {
     let parsed = parse(text);
     let mut out = String::with_capacity(text.len() + 128);
@@ -49,6 +50,11 @@ pub fn migrate(text: &str, keyring: &Keyring, skip: &BTreeSet<usize>) -> Migrati
         let Some(pair) = block.plaintext_password_pair() else {
             continue;
         };
+        // `pass:Correct Horse42` reads "Correct": encrypting that would leave
+        // the rest of the password in clear beside the token.
+        if pair.text_after && pair.quote == super::lexer::Quote::Bare {
+            continue;
+        }
         let span = pair.span();
         let token = keyring.encrypt(password);
         out.push_str(&text[copied_to..span.start]);

@@ -29,7 +29,7 @@ pub use error::{BlockError, BlockErrorKind, Warning, WarningKind};
 pub use keys::{Key, Protocol, truthy};
 pub use lexer::{Quote, RawPair};
 pub use migrate::{MigratedBlock, Migration, VerifyError, migrate, verify_migration};
-pub use resolve::{ConnectionSpec, GuestContext, NotesPolicy, Passwords};
+pub use resolve::{ConnectionSpec, GuestContext, NotesPolicy, Passwords, ResolvedBlock};
 
 use block::Interpreted;
 
@@ -49,6 +49,9 @@ pub struct ParsedNotes {
 pub struct Resolution {
     pub connections: Vec<ConnectionSpec>,
     pub errors: Vec<BlockError>,
+    /// Warnings of the good blocks found while resolving (unknown settings
+    /// left out); phase-1 warnings are in [`ParsedNotes::warnings`].
+    pub warnings: Vec<Warning>,
 }
 
 /// Phase 1. Never fails and never panics: malformed blocks carry errors.
@@ -121,7 +124,7 @@ impl ParsedNotes {
         ctx: &GuestContext,
         policy: &NotesPolicy,
         passwords: Passwords<'_>,
-    ) -> Result<Vec<ConnectionSpec>, BlockError> {
+    ) -> Result<ResolvedBlock, BlockError> {
         resolve::resolve_block(
             block,
             self.default_conf_name.as_deref(),
@@ -146,7 +149,10 @@ impl ParsedNotes {
                 continue;
             }
             match self.resolve_block(block, ctx, policy, passwords) {
-                Ok(specs) => out.connections.extend(specs),
+                Ok(r) => {
+                    out.connections.extend(r.connections);
+                    out.warnings.extend(r.warnings);
+                }
                 Err(e) => out.errors.push(e),
             }
         }

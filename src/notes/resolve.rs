@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use super::block::{
     AccessGrant, Block, ConnectionIdentity, Credential, HostOverride, PasswordSource,
 };
-use super::error::{BlockError, BlockErrorKind};
+use super::error::{BlockError, BlockErrorKind, Warning, WarningKind};
 use super::keys::{Key, Protocol};
 use super::settings::{self, ExtraAllowed};
 use super::template::{self, DEFAULT_TEMPLATE, MAX_NAME_CHARS, TemplateValues};
@@ -154,6 +154,14 @@ impl ConnectionSpec {
     }
 }
 
+/// What one valid block yields: its connections and the warnings found
+/// while resolving it (unknown settings left out).
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedBlock {
+    pub connections: Vec<ConnectionSpec>,
+    pub warnings: Vec<Warning>,
+}
+
 /// Resolves one block. `notes_template` is the notes' `default_conf_name`.
 pub(crate) fn resolve_block(
     block: &Block,
@@ -161,27 +169,32 @@ pub(crate) fn resolve_block(
     ctx: &GuestContext,
     policy: &NotesPolicy,
     passwords: Passwords<'_>,
-) -> Result<Vec<ConnectionSpec>, BlockError> {
+) -> Result<ResolvedBlock, BlockError> {
     if let Some(first) = block.errors.first() {
         return Err(first.clone());
     }
     let Some(cred) = block.credential() else {
-        return Ok(Vec::new());
+        return Ok(ResolvedBlock::default());
     };
-    let fail = |key: Key, kind| {
-        let line = block
+    let line_of = |key: Key| {
+        block
             .pairs
             .iter()
             .find(|p| Key::lookup(&p.key) == Some(key))
-            .map_or(block.line, |p| p.line);
-        BlockError {
-            block: block.ordinal,
-            line,
-            key: Some(key.canonical()),
-            kind,
-        }
+            .map_or(block.line, |p| p.line)
     };
+    let fail = |key: Key, kind| BlockError {
+        block: block.ordinal,
+        line: line_of(key),
+        key: Some(key.canonical()),
+        kind,
+    };
+    let mut warnings = Vec::new();
 
+    // A control character in a name would forge a line in a text log.
+    if cred.user.chars().any(char::is_control) {
+        return Err(fail(Key::User, BlockErrorKind::NameHasControl));
+    }
     let host_override = check_host(cred, policy).map_err(|kind| fail(Key::Host, kind))?;
     let access = allowed_access(cred, policy);
     let wol = if cred.wol_disabled {
@@ -189,6 +202,7 @@ pub(crate) fn resolve_block(
     } else {
         settings::validate_wol(&cred.wol_settings).map_err(|kind| fail(Key::WolSettings, kind))?
     };
+    check_addresses(&wol, policy).map_err(|kind| fail(Key::WolSettings, kind))?;
     let password = match (&cred.password, passwords) {
         (PasswordSource::Plain(p), _) => p.clone(),
         (PasswordSource::Encrypted(_), Passwords::Unchecked) => Secret::default(),
@@ -237,8 +251,18 @@ pub(crate) fn resolve_block(
             .get(&protocol)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let params = settings::validate(protocol, items, &policy.extra_allowed_settings)
+        let checked = settings::validate(protocol, items, &policy.extra_allowed_settings)
             .map_err(|kind| fail(Key::Settings(protocol), kind))?;
+        check_addresses(&checked.params, policy)
+            .map_err(|kind| fail(Key::Settings(protocol), kind))?;
+        let key = Key::Settings(protocol);
+        warnings.extend(checked.unknown.into_iter().map(|name| Warning {
+            block: block.ordinal,
+            line: line_of(key),
+            key: Some(key.canonical()),
+            kind: WarningKind::UnknownSetting { protocol, name },
+        }));
+        let params = checked.params;
         let port_text = port.to_string();
         let values = TemplateValues {
             vmname: &ctx.vmname,
@@ -258,6 +282,9 @@ pub(crate) fn resolve_block(
         }
         if chars > MAX_NAME_CHARS {
             return Err(fail(template_key, BlockErrorKind::NameTooLong { chars }));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(fail(template_key, BlockErrorKind::NameHasControl));
         }
         let ordinal_in_guest = block
             .identities
@@ -280,7 +307,26 @@ pub(crate) fn resolve_block(
             ordinal_in_guest,
         });
     }
-    Ok(specs)
+    Ok(ResolvedBlock {
+        connections: specs,
+        warnings,
+    })
+}
+
+/// Every address-bearing parameter (WoL broadcast, and any an operator
+/// allowed) must name an IPv4 address inside the allowed ranges.
+fn check_addresses(
+    params: &BTreeMap<String, String>,
+    policy: &NotesPolicy,
+) -> Result<(), BlockErrorKind> {
+    for (name, value) in params {
+        if settings::is_address_bearing(name)
+            && !settings::address_value_allowed(value, &policy.allowed_networks)
+        {
+            return Err(BlockErrorKind::SettingAddressNotAllowed { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 fn template_source_key(block: &Block) -> Key {

@@ -287,6 +287,20 @@ const DENIED: &[&str] = &[
     "sftp-port",
     "dest-host",
     "dest-port",
+    // guacd would stream the session's audio to this PulseAudio server
+    "audio-servername",
+];
+
+/// Parameters whose value is an address guacd connects or sends to. Notes
+/// may set one only when the configuration allows the name (or, for the
+/// Wake-on-LAN broadcast, always), and its value must then be an IPv4
+/// address inside `allowed_networks` (spec §8: no pivot past the ranges).
+const ADDRESS_BEARING: &[&str] = &[
+    "wol-broadcast-addr",
+    "gateway-hostname",
+    "sftp-hostname",
+    "dest-host",
+    "audio-servername",
 ];
 
 /// The daemon always sets these itself; not even the operator's extra
@@ -351,31 +365,73 @@ pub fn split_items(value: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One protocol's settings after the allow-list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validated {
+    /// Parameters to send; booleans are `true`/`false`.
+    pub params: BTreeMap<String, String>,
+    /// Items that name no parameter of the protocol: left out with a warning.
+    /// `None` where the name is not shown (see [`shown_name`]).
+    pub unknown: Vec<Option<String>>,
+}
+
 /// Validates one protocol's settings; a repeated name keeps the last value
-/// (as before). Booleans become `true`/`false`.
+/// (as before). A denied parameter is an error for the block; an unknown one
+/// (a typo, an old Guacamole name) is left out and reported (spec §6).
 pub fn validate(
     protocol: Protocol,
     items: &[(String, String)],
     extra: &ExtraAllowed,
-) -> Result<BTreeMap<String, String>, BlockErrorKind> {
-    let mut out = BTreeMap::new();
-    for (name, value) in items {
+) -> Result<Validated, BlockErrorKind> {
+    let mut out = Validated::default();
+    for (i, (name, value)) in items.iter().enumerate() {
         if !is_allowed(protocol, name, extra) {
             let in_extra = extra.get(&protocol).is_some_and(|s| s.contains(name));
-            return Err(
-                if is_known(protocol, name) || in_extra || RESERVED.contains(&name.as_str()) {
-                    BlockErrorKind::DeniedSetting { name: name.clone() }
-                } else {
-                    BlockErrorKind::UnknownSetting {
-                        protocol,
-                        name: name.clone(),
-                    }
-                },
-            );
+            if is_known(protocol, name) || in_extra || is_denied(name) {
+                return Err(BlockErrorKind::DeniedSetting { name: name.clone() });
+            }
+            out.unknown.push(shown_name(items, i));
+            continue;
         }
-        out.insert(name.clone(), normalise(name, value)?);
+        out.params.insert(name.clone(), normalise(name, value)?);
     }
     Ok(out)
+}
+
+/// An unknown item's name, if a message may show it. A `,` inside a value
+/// (`passphrase=ab,cd=x`) makes the value's tail look like a name: after a
+/// secret parameter, or when it is not shaped like a parameter name at all,
+/// the name is not shown.
+pub fn shown_name(items: &[(String, String)], i: usize) -> Option<String> {
+    let name = &items[i].0;
+    let after_secret = i > 0 && is_secret_name(&items[i - 1].0);
+    let shaped = name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    (shaped && !after_secret).then(|| name.clone())
+}
+
+/// Parameters that hold credentials or keys: never shown, never echoed.
+pub fn is_secret_name(name: &str) -> bool {
+    name.contains("password") || name.contains("passphrase") || name.contains("private-key")
+}
+
+/// Whether a parameter's value is an address guacd reaches out to.
+pub fn is_address_bearing(name: &str) -> bool {
+    ADDRESS_BEARING.contains(&name)
+}
+
+/// An address-bearing parameter's value must be an IPv4 address inside the
+/// allowed ranges (any IPv4 address when no ranges are configured).
+pub fn address_value_allowed(value: &str, allowed: &[ipnet::IpNet]) -> bool {
+    match value.trim().parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => {
+            let ip = std::net::IpAddr::V4(ip);
+            allowed.is_empty() || allowed.iter().any(|n| n.contains(&ip))
+        }
+        Err(_) => false,
+    }
 }
 
 /// Validates `wol_settings`: the five `wol-*` names, prefix optional.
@@ -390,7 +446,8 @@ pub fn validate_wol(
             format!("wol-{name}")
         };
         if !WOL.contains(&full.as_str()) {
-            return Err(BlockErrorKind::UnknownWolSetting { name: name.clone() });
+            let name = super::error::printable(name);
+            return Err(BlockErrorKind::UnknownWolSetting { name });
         }
         let value = normalise(&full, value)?;
         out.insert(full, value);

@@ -1,7 +1,7 @@
 //! The Proxmox VE API client: token auth, endpoint failover, typed calls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -20,6 +20,14 @@ use super::types::{
 };
 use crate::http::{Http, HttpConfig, HttpError, HttpRequest, HttpResponse, RetryScope};
 use crate::secret::Secret;
+
+const ENDPOINT_UNTRIED: u8 = 0;
+const ENDPOINT_UP: u8 = 1;
+const ENDPOINT_DOWN: u8 = 2;
+
+fn bases_reached(n: usize) -> Vec<AtomicU8> {
+    (0..n).map(|_| AtomicU8::new(ENDPOINT_UNTRIED)).collect()
+}
 
 /// Settings of one cluster's client.
 #[derive(Debug, Clone)]
@@ -59,6 +67,9 @@ struct Inner {
     http: Http,
     /// Index of the endpoint that answered last.
     preferred: AtomicUsize,
+    /// Per endpoint (same order as `bases`): what its last attempt got
+    /// (`ENDPOINT_*`), for the status page.
+    reached: Vec<AtomicU8>,
     poll_min_ms: AtomicU64,
     poll_max_ms: AtomicU64,
 }
@@ -164,6 +175,7 @@ impl ProxmoxClient {
             .collect::<Result<Vec<_>, _>>()
             .map_err(config_error)?;
         let tls = cfg.http.tls.describe();
+        let cfg_endpoints_len = bases.len();
         let http = Http::new(cfg.http).map_err(|source| ProxmoxError::Http {
             cluster: cfg.cluster.clone(),
             source,
@@ -181,6 +193,7 @@ impl ProxmoxClient {
                 tls,
                 http,
                 preferred: AtomicUsize::new(0),
+                reached: bases_reached(cfg_endpoints_len),
                 poll_min_ms: AtomicU64::new(250),
                 poll_max_ms: AtomicU64::new(2000),
             }),
@@ -203,6 +216,29 @@ impl ProxmoxClient {
     /// The shared HTTP layer (stats, request count).
     pub fn http(&self) -> &Http {
         &self.inner.http
+    }
+
+    /// Each endpoint (`host:port`) with whether its last attempt got an
+    /// answer (`None`: not tried yet).
+    pub fn endpoint_reachability(&self) -> Vec<(String, Option<bool>)> {
+        let inner = &self.inner;
+        inner
+            .bases
+            .iter()
+            .zip(&inner.reached)
+            .map(|(base, state)| {
+                let host = match (base.host_str(), base.port_or_known_default()) {
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    (h, _) => h.unwrap_or("?").to_owned(),
+                };
+                let state = match state.load(Ordering::Relaxed) {
+                    ENDPOINT_UP => Some(true),
+                    ENDPOINT_DOWN => Some(false),
+                    _ => None,
+                };
+                (host, state)
+            })
+            .collect()
     }
 
     /// The endpoint that answered last (or the first one).
@@ -276,6 +312,7 @@ impl ProxmoxClient {
                         );
                     }
                     self.inner.preferred.store(index, Ordering::Relaxed);
+                    self.inner.reached[index].store(ENDPOINT_UP, Ordering::Relaxed);
                     if !resp.is_success() {
                         return Err(ProxmoxError::from_response(
                             &resp,
@@ -291,6 +328,7 @@ impl ProxmoxClient {
                     if !may_fail_over {
                         return Err(self.http_error(err));
                     }
+                    self.inner.reached[index].store(ENDPOINT_DOWN, Ordering::Relaxed);
                     tracing::warn!(
                         cluster = %self.inner.cluster,
                         endpoint = %base.host_str().unwrap_or("?"),
@@ -400,7 +438,12 @@ impl ProxmoxClient {
             .call(Call::get(vec!["nodes", node, kind.as_str(), &id, "config"], ep).on_node(node))
             .await?;
         match data {
-            Value::Object(map) => Ok(GuestConfig::from_map(kind, map)),
+            Value::Object(map) => {
+                GuestConfig::from_map(kind, map).map_err(|reason| ProxmoxError::Decode {
+                    endpoint: ep,
+                    reason,
+                })
+            }
             _ => Err(ProxmoxError::Decode {
                 endpoint: ep,
                 reason: "expected an object".into(),

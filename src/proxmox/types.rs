@@ -487,8 +487,30 @@ impl fmt::Debug for GuestConfig {
     }
 }
 
+/// Fields whose wrong type must fail the read: reading them as absent would
+/// make notes look empty (and their connections look removed) or a write go
+/// out without its digest guard.
+const STRING_FIELDS: &[&str] = &["description", "name", "hostname", "lock", "tags"];
+
 impl GuestConfig {
-    pub fn from_map(kind: GuestKind, raw: Map<String, Value>) -> GuestConfig {
+    /// Decodes a config answer. A config without a `digest`, or with a
+    /// non-string notes/name/lock/tags field, is not a config: the read
+    /// failed (the caller treats the cluster as incompletely observed).
+    pub fn from_map(kind: GuestKind, raw: Map<String, Value>) -> Result<GuestConfig, String> {
+        match raw.get("digest") {
+            Some(Value::String(d)) if !d.trim().is_empty() => {}
+            Some(_) => return Err("`digest` is not a non-empty string".to_owned()),
+            None => return Err("no `digest` in the config".to_owned()),
+        }
+        for key in STRING_FIELDS {
+            if raw.get(*key).is_some_and(|v| !v.is_string()) {
+                return Err(format!("`{key}` is not a string"));
+            }
+        }
+        Ok(Self::from_checked_map(kind, raw))
+    }
+
+    fn from_checked_map(kind: GuestKind, raw: Map<String, Value>) -> GuestConfig {
         let text = |key: &str| raw.get(key).and_then(lenient_string);
         let mut nets: Vec<NetDevice> = raw
             .iter()
@@ -799,7 +821,7 @@ mod tests {
             "digest":"5c1e9d7a0b6f4a0e2c3d4b5a69788796a5b4c3d2",
             "unknown-future-key": {"x": [1,2]}
         });
-        let cfg = GuestConfig::from_map(GuestKind::Qemu, raw.as_object().unwrap().clone());
+        let cfg = GuestConfig::from_map(GuestKind::Qemu, raw.as_object().unwrap().clone()).unwrap();
         assert_eq!(cfg.name.as_deref(), Some("web1"));
         assert_eq!(cfg.memory_mib, Some(2048));
         assert_eq!(cfg.agent, AgentSetting::Enabled);
@@ -820,7 +842,7 @@ mod tests {
     #[test]
     fn config_debug_hides_notes() {
         let raw = json!({"description": "user:\"a\" pass:\"TopSecret\";", "digest": "d"});
-        let cfg = GuestConfig::from_map(GuestKind::Qemu, raw.as_object().unwrap().clone());
+        let cfg = GuestConfig::from_map(GuestKind::Qemu, raw.as_object().unwrap().clone()).unwrap();
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("TopSecret"), "{dbg}");
         assert!(dbg.contains("notes: Some(\"***\")"), "{dbg}");
@@ -834,7 +856,8 @@ mod tests {
             (json!("512"), 512),
         ] {
             let raw = json!({"memory": mem, "digest": "x", "template": 1, "lock": "backup"});
-            let cfg = GuestConfig::from_map(GuestKind::Lxc, raw.as_object().unwrap().clone());
+            let cfg =
+                GuestConfig::from_map(GuestKind::Lxc, raw.as_object().unwrap().clone()).unwrap();
             assert_eq!(cfg.memory_mib, Some(want));
             assert!(cfg.template);
             assert_eq!(cfg.lock.as_deref(), Some("backup"));
@@ -921,5 +944,24 @@ mod tests {
         assert!(t.succeeded());
         let t: TaskStatus = serde_json::from_value(json!({"status":"running"})).unwrap();
         assert!(t.is_running() && !t.succeeded());
+    }
+
+    #[test]
+    fn a_config_without_digest_or_with_mistyped_notes_is_a_failed_read() {
+        let decode =
+            |v: Value| GuestConfig::from_map(GuestKind::Qemu, v.as_object().unwrap().clone());
+        assert_eq!(decode(json!({})).unwrap_err(), "no `digest` in the config");
+        assert!(decode(json!({"digest": ""})).is_err());
+        assert!(decode(json!({"digest": 5})).is_err());
+        assert_eq!(
+            decode(json!({"digest": "ab", "description": 7})).unwrap_err(),
+            "`description` is not a string"
+        );
+        assert!(decode(json!({"digest": "ab", "name": {"x": 1}})).is_err());
+        let ok = decode(json!({"digest": "ab", "description": "n", "memory": "2048"})).unwrap();
+        assert_eq!(
+            (ok.notes.as_deref(), ok.memory_mib),
+            (Some("n"), Some(2048))
+        );
     }
 }

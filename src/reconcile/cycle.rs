@@ -19,10 +19,12 @@ use super::clients::{ClientChanges, Clients, ClientsError};
 use super::cycle_config::CycleConfig;
 pub use super::cycle_config::notes_policy;
 use super::desire::{ClusterObservation, DesireSettings, desire};
-use super::model::{Desired, ManagedTree};
+use super::model::{Desired, FingerprintKey, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, Memory, fill_parameters, observe_cluster, observe_tree};
-use super::plan::{Plan, PlanSettings, claim, parameters_needed, plan};
+use super::plan::{
+    Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed, plan,
+};
 use super::record::{ActionResult, CycleSummary, Outcome, record};
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
@@ -232,12 +234,19 @@ impl Engine {
             ..CycleOptions::default()
         };
         if mode == Mode::Apply {
-            let (mut file, mut st) = StateFile::open(&self.settings.state_dir, "once")?;
+            let (mut file, mut st) = StateFile::open(self.state_store(), "once")?;
             self.run_cycle(&mut st, Some(&mut file), &options).await
         } else {
-            let mut st = StateStore::new(&self.settings.state_dir).load()?;
+            let mut st = self.state_store().load()?;
             self.run_cycle(&mut st, None, &options).await
         }
+    }
+
+    /// The state directory's store, keyed with this configuration's
+    /// fingerprint key (see [`fingerprint_key`]).
+    pub fn state_store(&self) -> StateStore {
+        StateStore::new(&self.settings.state_dir)
+            .with_fingerprint_key(self.config.fingerprint_key.clone())
     }
 
     /// One cycle over state the caller owns. With `file`, ownership is
@@ -253,6 +262,9 @@ impl Engine {
         let started = Instant::now();
         let before = self.clients.request_counts();
         let now = self.now();
+        // A reload may have changed the key's secret: fingerprints made with
+        // the old key then no longer match, which costs one read each.
+        st.fingerprint_key = self.config.fingerprint_key.clone();
 
         self.absorb_background_power_ups(st, now);
         let mut observed = self.observe_clusters(st, now, &options.resting).await;
@@ -265,10 +277,18 @@ impl Engine {
             }
         }
         let want = self.desire(&observed);
-        let (tree, read_failures) = self
+        let (tree, read_failures, site) = self
             .observe_guacamole(st, &want, options.verify_all, now)
             .await?;
-        let mut problems: Vec<String> = want.problems.iter().map(|p| p.message.clone()).collect();
+        for w in &want.warnings {
+            warn!("{}", w.message);
+        }
+        let mut problems: Vec<String> = want
+            .problems
+            .iter()
+            .chain(&want.warnings)
+            .map(|p| p.message.clone())
+            .collect();
         // A cluster that could not be fully observed, or a parameter set that
         // could not be read, means the cycle did not converge.
         let observe_errors = observed.iter().filter(|c| !c.complete).count() + read_failures.len();
@@ -294,6 +314,7 @@ impl Engine {
                 &tree,
                 &want,
                 st,
+                &site,
                 file.as_deref_mut(),
                 now,
                 number,
@@ -306,6 +327,9 @@ impl Engine {
             summary.pending = the_plan.actions.len();
         }
         if options.mode == Mode::Apply {
+            if let Some(root) = applied.root_id.as_ref().or(tree.root_id.as_ref()) {
+                st.guacamole = Some(site.binding(root));
+            }
             remember_addresses(&observed, &mut st.addresses, now);
             let d = &self.settings.discovery;
             super::discovery_step::remember_schedule(
@@ -382,29 +406,42 @@ impl Engine {
 
     /// The managed tree, with the parameters the plan must compare; forgets
     /// ownership of objects deleted by hand. Returns the tree and the
-    /// parameter sets that could not be read.
+    /// parameter sets that could not be read, and the Guacamole they came
+    /// from. Ownership recorded for another Guacamole is dropped first.
     async fn observe_guacamole(
         &self,
         st: &mut State,
         want: &Desired,
         verify_all: bool,
         now: u64,
-    ) -> Result<(ManagedTree, Vec<String>), CycleError> {
+    ) -> Result<(ManagedTree, Vec<String>, GuacamoleSite), CycleError> {
         let guac = &self.clients.guacamole;
         let mut tree = observe_tree(guac, &self.settings.guacamole.root_group).await?;
+        // The tree read made the session: this describes it, no request.
+        let session = guac.login().await?;
+        let site = GuacamoleSite {
+            api: session.base_url.to_string(),
+            data_source: session.data_source,
+        };
+        if let Some(message) = check_binding(st, &site.api, &site.data_source, &tree) {
+            warn!("{message}");
+        }
         // Objects deleted by hand (or by a cycle whose record was lost) leave
         // nothing to own; their identities get created afresh if desired.
         st.connections.retain(|_, o| tree.find(&o.id).is_some());
         st.orphan_since
             .retain(|id, _| tree.connections.contains_key(id));
+        let to_claim = claim_reads(want, &tree, st);
+        let mut read_failures = fill_parameters(guac, &mut tree, &to_claim).await;
         let claims = claim(want, &tree, st);
-        let ids = if verify_all {
+        let mut ids: BTreeSet<String> = if verify_all {
             claims.owned.values().cloned().collect()
         } else {
             parameters_needed(want, &claims, st, now, &self.plan_settings(false))
         };
-        let read_failures = fill_parameters(guac, &mut tree, &ids).await;
-        Ok((tree, read_failures))
+        ids.retain(|id| tree.find(id).is_some_and(|c| c.params.is_none()));
+        read_failures.extend(fill_parameters(guac, &mut tree, &ids).await);
+        Ok((tree, read_failures, site))
     }
 
     /// Executes the plan (or logs it, in dry-run). Nothing is started once
@@ -417,6 +454,7 @@ impl Engine {
         tree: &ManagedTree,
         want: &Desired,
         st: &State,
+        site: &GuacamoleSite,
         mut file: Option<&mut StateFile>,
         now: u64,
         number: u64,
@@ -439,7 +477,9 @@ impl Engine {
                 // The root group is a write too.
                 max_changes -= 1;
                 applied.root_created = true;
-                self.create_root(number).await?
+                let id = self.create_root(number).await?;
+                applied.root_id = Some(id.clone());
+                id
             }
         };
         let writer = ProxmoxNotesWriter {
@@ -458,7 +498,11 @@ impl Engine {
             dry_run,
             cycle: number,
         };
-        let base = st.clone();
+        let mut base = st.clone();
+        if !dry_run && !cx.root_id.is_empty() {
+            // Stage saves bind their records to this Guacamole too.
+            base.guacamole = Some(site.binding(&cx.root_id));
+        }
         let cancel = self.cancel.clone();
         let mut save_error = None;
         // Record what each stage did at once: ownership of a created
@@ -670,8 +714,22 @@ impl Engine {
 struct Applied {
     outcome: Outcome,
     root_created: bool,
+    /// The managed root group created this cycle.
+    root_id: Option<String>,
     /// A stage's writes could not be recorded (the cycle then fails).
     save_error: Option<StateError>,
+}
+
+/// The Guacamole a cycle observed: API base and data source of the session.
+struct GuacamoleSite {
+    api: String,
+    data_source: String,
+}
+
+impl GuacamoleSite {
+    fn binding(&self, root_group_id: &str) -> crate::state::GuacamoleBinding {
+        binding(&self.api, &self.data_source, root_group_id)
+    }
 }
 
 /// A cluster skipped this cycle: observed as incomplete, so its guests keep
@@ -710,6 +768,18 @@ fn remember_addresses(
             );
         }
     }
+}
+
+/// The state fingerprints' key comes from a secret the state file does not
+/// hold: the first encryption key, else the Guacamole password. Changing it
+/// costs one parameter read per owned connection, no writes.
+pub(crate) fn fingerprint_key(settings: &Settings) -> FingerprintKey {
+    let secret = settings
+        .encryption
+        .keys
+        .first()
+        .unwrap_or(&settings.guacamole.password);
+    FingerprintKey::derive(secret.expose())
 }
 
 pub fn unix_now() -> u64 {

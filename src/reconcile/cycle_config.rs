@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::clients::Clients;
+use super::model::FingerprintKey;
 use crate::config::Settings;
 use crate::crypto::{CryptoError, Keyring};
 use crate::discovery::AddressSource;
@@ -20,6 +21,9 @@ pub struct CycleConfig {
     /// What the sources share (neighbour table, probe, filters).
     pub(crate) shared: Arc<Shared>,
     pub(crate) hostname: String,
+    /// Key of the state's parameter fingerprints; rebuilt on reload, so a
+    /// changed key secret takes effect (one read per owned connection).
+    pub(crate) fingerprint_key: FingerprintKey,
 }
 
 impl CycleConfig {
@@ -45,6 +49,7 @@ impl CycleConfig {
             policy: notes_policy(settings),
             sources,
             hostname: crate::host::short_hostname(),
+            fingerprint_key: super::cycle::fingerprint_key(settings),
         })
     }
 }

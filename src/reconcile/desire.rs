@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::model::{
-    Desired, DesiredConnection, GroupPath, GuestKey, GuestKind, HoldReason, Identity, NotesRewrite,
-    ParamValue, Params, Problem,
+    BlockErrorFact, Desired, DesiredConnection, GroupPath, GuestKey, GuestKind, HoldReason,
+    Identity, NotesRewrite, ParamValue, Params, Problem,
 };
 use crate::config::{Grouping, GuestFacts as SelectorFacts, Selector};
 use crate::crypto::Keyring;
@@ -169,10 +169,27 @@ fn desire_guest(
         None => Passwords::NoKeys,
     };
     let resolution = parsed.resolve(&ctx, s.policy, passwords);
+    for w in &resolution.warnings {
+        let mut at = format!("block {} (line {})", w.block, w.line);
+        if let Some(key) = w.key {
+            at.push_str(&format!(", key {key}"));
+        }
+        let message = format!("{at}: warning: {}", w.message());
+        want.warnings.push(problem(guest, message));
+    }
     let mut bad_blocks = BTreeSet::new();
     for e in &resolution.errors {
         bad_blocks.insert(e.block);
         want.problems.push(problem(guest, e.to_string()));
+        want.block_errors.push(BlockErrorFact {
+            guest: guest.key.clone(),
+            guest_name: guest.name.clone(),
+            block: e.block,
+            line: e.line,
+            key: e.key,
+            label: e.label(),
+            message: e.message(),
+        });
     }
     if !resolution.errors.is_empty() {
         want.held.insert(guest.key.clone(), HoldReason::BlockError);

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// A guest of one configured cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -22,7 +23,7 @@ impl GuestKey {
     /// The key of an external host: its VMID is derived from the name and
     /// lies above every VMID Proxmox hands out (at most 999 999 999).
     pub fn external(name: &str) -> GuestKey {
-        let digest = Sha256::digest(name.as_bytes());
+        let digest = <Sha256 as sha2::Digest>::digest(name.as_bytes());
         let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
         GuestKey {
             cluster: EXTERNAL_CLUSTER.to_owned(),
@@ -185,7 +186,7 @@ impl ParamValue {
 
     /// Guacamole parameters that hold credentials or keys.
     pub fn is_secret_name(name: &str) -> bool {
-        name.contains("password") || name.contains("passphrase") || name.contains("private-key")
+        crate::notes::settings::is_secret_name(name)
     }
 
     /// Wraps a value read back from Guacamole, classifying it by name.
@@ -270,19 +271,19 @@ impl Params {
             .collect()
     }
 
-    /// Salted digest of the parameters, so the state file can tell whether
-    /// what the daemon last wrote still matches the wish without storing
-    /// passwords.
-    pub fn fingerprint(&self, salt: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(salt.as_bytes());
+    /// Keyed digest (HMAC-SHA-256) of the parameters, so the state file can
+    /// tell whether what the daemon last wrote still matches the wish without
+    /// storing passwords, and without letting a reader of the state file
+    /// test password guesses offline: the key is not in the file.
+    pub fn fingerprint(&self, key: &FingerprintKey) -> String {
+        let mut h = key.mac();
         for (k, v) in &self.0 {
-            h.update((k.len() as u64).to_le_bytes());
+            h.update(&(k.len() as u64).to_le_bytes());
             h.update(k.as_bytes());
-            h.update((v.value.len() as u64).to_le_bytes());
+            h.update(&(v.value.len() as u64).to_le_bytes());
             h.update(v.value.as_bytes());
         }
-        hex(&h.finalize())
+        format!("{FINGERPRINT_PREFIX}{}", hex(&h.finalize().into_bytes()))
     }
 
     /// Names whose values differ (added, removed or changed), for reasons
@@ -294,6 +295,47 @@ impl Params {
             .filter(|n| self.0.get(*n) != other.0.get(*n))
             .cloned()
             .collect()
+    }
+}
+
+/// Marks keyed fingerprints; older files hold bare salted SHA-256 hex,
+/// which never equals a keyed one, so such entries are simply re-verified.
+pub const FINGERPRINT_PREFIX: &str = "hmac-sha256:";
+
+/// The key of the state's parameter fingerprints. Derived from a secret the
+/// daemon holds but the state file does not (the first encryption key, else
+/// the Guacamole password); never serialised, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FingerprintKey([u8; 32]);
+
+impl FingerprintKey {
+    pub fn derive(secret: &str) -> Self {
+        let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes keys of any length");
+        m.update(b"pve-guac-sync state fingerprint v2");
+        FingerprintKey(m.finalize().into_bytes().into())
+    }
+
+    /// A key nobody knows (fingerprints made with it match only within the
+    /// process): the default where no secret was supplied.
+    pub fn random() -> Self {
+        FingerprintKey(rand::random())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length")
+    }
+}
+
+impl Default for FingerprintKey {
+    fn default() -> Self {
+        FingerprintKey::random()
+    }
+}
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(***)")
     }
 }
 
@@ -358,6 +400,12 @@ pub struct Desired {
     pub clusters: BTreeSet<String>,
     /// Per-guest problems to report (never containing secrets).
     pub problems: Vec<Problem>,
+    /// Per-block warnings (unknown settings left out): logged and reported,
+    /// the block's connections are still made.
+    pub warnings: Vec<Problem>,
+    /// The notes blocks that could not be used, one per error (the status
+    /// page lists them by guest, block and key).
+    pub block_errors: Vec<BlockErrorFact>,
     /// Notes that should be rewritten with encrypted passwords.
     pub rewrites: Vec<NotesRewrite>,
 }
@@ -365,6 +413,22 @@ pub struct Desired {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub guest: Option<GuestKey>,
+    pub message: String,
+}
+
+/// One bad notes block: where it is and what is wrong, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockErrorFact {
+    pub guest: GuestKey,
+    /// The guest's name as Proxmox lists it (untrusted text).
+    pub guest_name: String,
+    /// 1-based ordinal of the block among the notes' credential blocks.
+    pub block: usize,
+    pub line: usize,
+    /// Canonical key to blame, when one is.
+    pub key: Option<&'static str>,
+    /// Stable label (`missing_password`, `wrong_key`, …).
+    pub label: &'static str,
     pub message: String,
 }
 
@@ -471,6 +535,18 @@ mod tests {
                 assert_eq!(Identity::parse_key(&i.key()), Some(i));
             }
         }
+    }
+
+    #[test]
+    fn fingerprints_are_keyed() {
+        let mut p = Params::new();
+        p.insert("password", ParamValue::secret("hunter2"));
+        let a = FingerprintKey::derive("key a");
+        let fp = p.fingerprint(&a);
+        assert!(fp.starts_with(FINGERPRINT_PREFIX));
+        assert_eq!(fp, p.fingerprint(&FingerprintKey::derive("key a")));
+        assert_ne!(fp, p.fingerprint(&FingerprintKey::derive("key b")));
+        assert!(!format!("{a:?}").contains(&hex(&a.0)));
     }
 
     #[test]

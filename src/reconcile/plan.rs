@@ -11,7 +11,7 @@ use super::model::{
     Desired, DesiredConnection, GroupPath, GuestKey, Identity, ManagedTree, NotesRewrite,
     display_path,
 };
-use crate::state::State;
+use crate::state::{GuacamoleBinding, State};
 
 /// The knobs of planning that come from the configuration.
 #[derive(Debug, Clone)]
@@ -268,6 +268,95 @@ pub struct Claims {
     pub stale: BTreeMap<String, Identity>,
 }
 
+/// Ties the ownership records to the Guacamole observed now. Records made
+/// for another one (another server or data source, a rebuilt or restored
+/// database, a re-created root group) are dropped: their ids may name
+/// someone else's objects. Connections in the managed group are then
+/// adopted again where they match. Returns a message when records went.
+pub fn check_binding(
+    st: &mut State,
+    api: &str,
+    data_source: &str,
+    have: &ManagedTree,
+) -> Option<String> {
+    let recorded = st.guacamole.as_ref()?;
+    let same = recorded.api == api
+        && recorded.data_source == data_source
+        && have.root_id.as_deref() == Some(recorded.root_group_id.as_str());
+    if same || st.connections.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "the state file was written for another Guacamole (API {}, data source {}, managed group id {}; now API {api}, data source {data_source}, managed group id {}): {} ownership record(s) dropped, connections in the managed group are adopted again where they match",
+        recorded.api,
+        recorded.data_source,
+        recorded.root_group_id,
+        have.root_id.as_deref().unwrap_or("none"),
+        st.connections.len()
+    );
+    st.connections.clear();
+    st.orphan_since.clear();
+    Some(message)
+}
+
+/// The binding to record once the managed root group exists.
+pub fn binding(api: &str, data_source: &str, root_group_id: &str) -> GuacamoleBinding {
+    GuacamoleBinding {
+        api: api.to_owned(),
+        data_source: data_source.to_owned(),
+        root_group_id: root_group_id.to_owned(),
+    }
+}
+
+/// Connections whose parameters [`claim`] needs: outside ones the state
+/// says the daemon wrote (reclaimed only when they still carry exactly what
+/// it wrote), and unowned ones sitting exactly where a create would go
+/// (adopted when they match the wish). Both are rare; a steady cycle reads
+/// none.
+pub fn claim_reads(want: &Desired, have: &ManagedTree, st: &State) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let recorded: BTreeSet<&str> = st.connections.values().map(|o| o.id.as_str()).collect();
+    for (key, owned) in &st.connections {
+        if let (Some(identity), Some(c)) = (Identity::parse_key(key), have.outside.get(&owned.id))
+            && c.name == owned.name
+            && c.protocol == identity.protocol
+        {
+            ids.insert(owned.id.clone());
+        }
+    }
+    let by_place = places(have);
+    for (identity, conn) in &want.connections {
+        let owned_live = st
+            .connections
+            .get(&identity.key())
+            .is_some_and(|o| have.find(&o.id).is_some());
+        if owned_live {
+            continue;
+        }
+        if let Some(id) = by_place.get(&(&conn.group, conn.name.as_str(), conn.protocol.as_str()))
+            && !recorded.contains(id)
+        {
+            ids.insert((*id).to_owned());
+        }
+    }
+    ids
+}
+
+type Place<'a> = (&'a GroupPath, &'a str, &'a str);
+
+/// Managed connections by (group, name, protocol).
+fn places(have: &ManagedTree) -> BTreeMap<Place<'_>, &str> {
+    have.connections
+        .values()
+        .map(|c| {
+            (
+                (&c.group, c.name.as_str(), c.protocol.as_str()),
+                c.id.as_str(),
+            )
+        })
+        .collect()
+}
+
 pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
     let mut claims = Claims::default();
     let mut taken: BTreeSet<&str> = BTreeSet::new();
@@ -275,12 +364,19 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
         let Some(identity) = Identity::parse_key(key) else {
             continue;
         };
-        // Outside the managed group only a connection that still looks like
-        // the one the daemon wrote is reclaimed: a state file that outlived
-        // its Guacamole (ids reused) must never take over someone's object.
+        // Outside the managed group only a connection that still carries
+        // exactly what the daemon wrote is reclaimed (its parameters read
+        // and fingerprinted): a state file that outlived its Guacamole (ids
+        // reused) must never take over someone's object.
         let found = match (have.connections.get(&owned.id), have.outside.get(&owned.id)) {
             (Some(_), _) => true,
-            (None, Some(c)) => c.name == owned.name && c.protocol == identity.protocol,
+            (None, Some(c)) => {
+                c.name == owned.name
+                    && c.protocol == identity.protocol
+                    && c.params
+                        .as_ref()
+                        .is_some_and(|p| p.fingerprint(&st.fingerprint_key) == owned.fingerprint)
+            }
             (None, None) => false,
         };
         if !found || !taken.insert(owned.id.as_str()) {
@@ -292,18 +388,10 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
             claims.stale.insert(owned.id.clone(), identity);
         }
     }
-    let by_place: BTreeMap<(&GroupPath, &str, &str), &str> = have
-        .connections
-        .values()
-        .map(|c| {
-            (
-                (&c.group, c.name.as_str(), c.protocol.as_str()),
-                c.id.as_str(),
-            )
-        })
-        .collect();
+    let by_place = places(have);
     // Adopting an unowned connection by its place is safe only when every
-    // guest was judged: it might be a held guest's connection.
+    // guest was judged: it might be a held guest's connection. One that
+    // carries exactly what the daemon would write is this wish's either way.
     let may_adopt = want.held.is_empty() && want.complete_clusters == want.clusters;
     for (identity, conn) in &want.connections {
         if claims.owned.contains_key(identity) {
@@ -313,6 +401,10 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
         let Some(id) = by_place.get(&place).copied() else {
             continue;
         };
+        let matches = have.connections[id]
+            .params
+            .as_ref()
+            .is_some_and(|p| conn.params.differing_names(p).is_empty());
         // The same guest's connection under another identity (e.g. the
         // block's user changed, the name did not): take it over instead of
         // creating a twin and deleting the original.
@@ -322,7 +414,7 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
             .is_some_and(|old| old.guest == identity.guest);
         if same_guest {
             claims.stale.remove(id);
-        } else if !may_adopt || !taken.insert(id) {
+        } else if !(may_adopt || matches) || !taken.insert(id) {
             continue;
         }
         claims.owned.insert(identity.clone(), id.to_owned());
@@ -347,7 +439,7 @@ pub fn parameters_needed(
         match st.connections.get(&identity.key()) {
             Some(owned) if owned.id == *id => {
                 let due = now.saturating_sub(owned.verified_at) >= s.verify_interval.as_secs();
-                if due || owned.fingerprint != wish.params.fingerprint(&st.salt) {
+                if due || owned.fingerprint != wish.params.fingerprint(&st.fingerprint_key) {
                     ids.insert(id.clone());
                 }
             }
@@ -567,7 +659,9 @@ fn diff(
         }
         None => {
             let last = st.connections.get(&wish.identity.key());
-            if last.map(|o| o.fingerprint.as_str()) != Some(&wish.params.fingerprint(&st.salt)) {
+            if last.map(|o| o.fingerprint.as_str())
+                != Some(&wish.params.fingerprint(&st.fingerprint_key))
+            {
                 changes.push(Change::ParametersChanged);
             }
         }
@@ -585,7 +679,7 @@ fn update_reason(
         return "adopted: existing connection differs from the notes".to_owned();
     };
     // The wish is what the daemon last wrote, so Guacamole was edited.
-    let wish_unchanged = last.fingerprint == wish.params.fingerprint(&st.salt)
+    let wish_unchanged = last.fingerprint == wish.params.fingerprint(&st.fingerprint_key)
         && last.name == wish.name
         && last.group == wish.group;
     if wish_unchanged {

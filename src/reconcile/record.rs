@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::model::{Desired, Identity};
+use super::model::{Desired, FingerprintKey, Identity};
 use super::plan::{Action, Plan};
 use crate::state::{OwnedConnection, State};
 
@@ -75,8 +75,10 @@ pub fn record(
     }
     for (identity, id) in &plan.unchanged {
         if plan.verified.contains(identity) {
-            st.connections
-                .insert(identity.key(), owned(want, identity, id, &st.salt, now));
+            st.connections.insert(
+                identity.key(),
+                owned(want, identity, id, &st.fingerprint_key, now),
+            );
         }
     }
 
@@ -88,13 +90,13 @@ pub fn record(
                 Action::Create { identity, .. } => {
                     sum.created += 1;
                     if let Some(id) = id {
-                        let o = owned(want, identity, id, &st.salt, now);
+                        let o = owned(want, identity, id, &st.fingerprint_key, now);
                         st.connections.insert(identity.key(), o);
                     }
                 }
                 Action::Update { identity, id, .. } => {
                     sum.updated += 1;
-                    let o = owned(want, identity, id, &st.salt, now);
+                    let o = owned(want, identity, id, &st.fingerprint_key, now);
                     st.connections.insert(identity.key(), o);
                 }
                 Action::Delete { identity, id, .. } => {
@@ -140,11 +142,17 @@ pub fn record(
 }
 
 /// What the state records for a connection just written or verified.
-fn owned(want: &Desired, identity: &Identity, id: &str, salt: &str, now: u64) -> OwnedConnection {
+fn owned(
+    want: &Desired,
+    identity: &Identity,
+    id: &str,
+    key: &FingerprintKey,
+    now: u64,
+) -> OwnedConnection {
     let wish = want.connections.get(identity);
     OwnedConnection {
         id: id.to_owned(),
-        fingerprint: wish.map(|c| c.params.fingerprint(salt)).unwrap_or_default(),
+        fingerprint: wish.map(|c| c.params.fingerprint(key)).unwrap_or_default(),
         verified_at: now,
         name: wish.map(|c| c.name.clone()).unwrap_or_default(),
         group: wish.map(|c| c.group.clone()).unwrap_or_default(),

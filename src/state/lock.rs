@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::StateError;
@@ -29,17 +29,17 @@ pub struct StateLock {
 
 impl StateLock {
     /// Takes the lock without waiting, creating the directory (mode 0700)
-    /// and the lock file when missing. Held by another process: an error
+    /// and the lock file when missing; a directory group or others may
+    /// enter is refused. Held by another process: an error
     /// naming the directory and, when known, the holder.
     pub fn acquire(dir: &Path, role: &str) -> Result<StateLock, StateError> {
         let io = |source| StateError::Io {
             path: dir.to_path_buf(),
             source,
         };
-        if !dir.exists() {
-            fs::create_dir_all(dir).map_err(io)?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-        }
+        // The same directory rules as the state file: a lock taken before
+        // the first save must not make a directory the save then refuses.
+        super::dir::ensure_private(dir)?;
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -112,6 +112,7 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_second_lock_on_the_same_directory_is_refused_and_names_the_holder() {
@@ -139,6 +140,19 @@ mod tests {
         assert_eq!(holder(&state).unwrap(), None);
         let again = StateLock::acquire(&state, "once").unwrap();
         assert_eq!(again.path(), state.join("lock"));
+    }
+
+    #[test]
+    fn a_lock_on_an_open_directory_is_refused_and_never_chmods_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = StateLock::acquire(&open, "run").unwrap_err();
+        assert_eq!(err.label(), "state_dir_unsafe");
+        let mode = fs::metadata(&open).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(!open.join(LOCK_FILE).exists());
     }
 
     #[test]

@@ -1,29 +1,43 @@
 //! The state directory: which Guacamole objects the daemon owns (identity →
 //! identifier and a fingerprint of what it last wrote), how long guests have
-//! been absent, and the last known addresses. Written atomically (temp file,
-//! fsync, rename, fsync of the directory) with mode 0600, so a crash never
-//! leaves a half-written file.
+//! been absent, and the last known addresses. Written atomically (a unique
+//! temp file created exclusively with mode 0600, fsync, rename, fsync of the
+//! directory), so a crash never leaves a half-written file. The directory
+//! must be owner-only: made 0700 when missing, refused when group or others
+//! may enter it (it is never chmod-ed).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::reconcile::model::FingerprintKey;
+
+pub(crate) mod dir;
 mod lock;
 
 pub use lock::{Holder, StateLock, holder};
 
 const STATE_FILE: &str = "state.json";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2: keyed fingerprints (no salt in the file). Version 1 files are
+/// read; their salted fingerprints never match a keyed one, so each owned
+/// connection is re-verified by one parameter read (no writes).
+const FORMAT_VERSION: u32 = 2;
+const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub version: u32,
-    /// Salt for parameter fingerprints (see `Params::fingerprint`).
-    pub salt: String,
+    /// Key of the parameter fingerprints (see `Params::fingerprint`): set by
+    /// the store, never written to the file.
+    #[serde(skip)]
+    pub fingerprint_key: FingerprintKey,
+    /// The Guacamole the ownership records below were written for; `None`
+    /// in files of format 1 and before the first write.
+    #[serde(default)]
+    pub guacamole: Option<GuacamoleBinding>,
     /// Identity key → the connection the daemon owns for it.
     #[serde(default)]
     pub connections: BTreeMap<String, OwnedConnection>,
@@ -82,6 +96,17 @@ pub struct OwnedConnection {
     pub group: Vec<String>,
 }
 
+/// What ties ownership records to one Guacamole: its API base, the data
+/// source, and the identifier the server gave the managed root group. A
+/// rebuilt or restored database, another server or a re-created root group
+/// gives another binding (identifiers restart, so ids alone prove nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuacamoleBinding {
+    pub api: String,
+    pub data_source: String,
+    pub root_group_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CachedAddress {
     pub address: String,
@@ -94,10 +119,10 @@ pub struct CachedAddress {
 
 impl State {
     pub fn new() -> Self {
-        let salt: [u8; 16] = rand::random();
         State {
             version: FORMAT_VERSION,
-            salt: crate::reconcile::model::hex(&salt),
+            fingerprint_key: FingerprintKey::random(),
+            guacamole: None,
             connections: BTreeMap::new(),
             absent_since: BTreeMap::new(),
             orphan_since: BTreeMap::new(),
@@ -125,6 +150,10 @@ pub enum StateError {
     },
     #[error("state file {path} is not valid: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state directory {path} is accessible to group or others (mode {mode:04o}); use a directory only its owner can enter (chmod 700), not a shared one such as /var/lib"
+    )]
+    UnsafeDir { path: PathBuf, mode: u32 },
     #[error("state directory {} is in use by {}; only one pve-guac-sync may own it at a time (stop the service, or wait for the other command)", path.display(), describe_holder(holder.as_ref()))]
     Locked {
         path: PathBuf,
@@ -144,6 +173,7 @@ impl StateError {
         match self {
             StateError::Io { .. } => "state_io",
             StateError::Corrupt { .. } => "state_corrupt",
+            StateError::UnsafeDir { .. } => "state_dir_unsafe",
             StateError::Locked { .. } => "state_locked",
         }
     }
@@ -153,11 +183,23 @@ impl StateError {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
+    fingerprint_key: FingerprintKey,
 }
 
 impl StateStore {
+    /// A store whose fingerprint key is random (nothing verified carries
+    /// over to another process): see [`StateStore::with_fingerprint_key`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StateStore { dir: dir.into() }
+        StateStore {
+            dir: dir.into(),
+            fingerprint_key: FingerprintKey::random(),
+        }
+    }
+
+    /// The key loaded states fingerprint parameters with.
+    pub fn with_fingerprint_key(mut self, key: FingerprintKey) -> Self {
+        self.fingerprint_key = key;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -179,44 +221,67 @@ impl StateStore {
     /// is an error rather than a silent reset: ownership would be lost.
     pub fn load(&self) -> Result<State, StateError> {
         let path = self.file();
-        let bytes = match fs::read(&path) {
+        match fs::metadata(&self.dir) {
+            Ok(_) => self.check_dir()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
+            Err(e) => return Err(self.io(e)),
+        }
+        let bytes = match dir::read_regular(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.fresh()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt {
+                    path,
+                    message: e.to_string(),
+                });
+            }
             Err(e) => return Err(self.io(e)),
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        let mut state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        if state.version != FORMAT_VERSION {
+        if !READABLE_VERSIONS.contains(&state.version) {
             return Err(StateError::Corrupt {
                 path,
                 message: format!("unsupported format version {}", state.version),
             });
         }
+        state.version = FORMAT_VERSION;
+        state.fingerprint_key = self.fingerprint_key.clone();
         Ok(state)
     }
 
+    fn fresh(&self) -> State {
+        State {
+            fingerprint_key: self.fingerprint_key.clone(),
+            ..State::new()
+        }
+    }
+
     pub fn save(&self, state: &State) -> Result<(), StateError> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        let _ = fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700));
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
+        dir::ensure_private(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| self.io(e))?;
-        f.write_all(&bytes).map_err(|e| self.io(e))?;
-        f.sync_all().map_err(|e| self.io(e))?;
-        drop(f);
-        fs::rename(&tmp, self.file()).map_err(|e| self.io(e))?;
+        let (tmp, mut f) = dir::create_temp(&self.dir, STATE_FILE)?;
+        let written = f
+            .write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| {
+                drop(f);
+                fs::rename(&tmp, self.file())
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(e));
+        }
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    fn check_dir(&self) -> Result<(), StateError> {
+        dir::check_private(&self.dir)
     }
 }
 
@@ -230,10 +295,10 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Locks the directory and loads its state (fresh when there is none).
-    pub fn open(dir: &Path, role: &str) -> Result<(StateFile, State), StateError> {
-        let lock = StateLock::acquire(dir, role)?;
-        let store = StateStore::new(dir);
+    /// Locks the store's directory and loads its state (fresh when there is
+    /// none).
+    pub fn open(store: StateStore, role: &str) -> Result<(StateFile, State), StateError> {
+        let lock = StateLock::acquire(store.dir(), role)?;
         let state = store.load()?;
         let file = StateFile {
             store,
@@ -261,6 +326,14 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A scratch directory only its owner may enter.
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
 
     #[test]
     fn missing_file_gives_fresh_state_and_save_round_trips() {
@@ -286,7 +359,7 @@ mod tests {
 
     #[test]
     fn corrupt_file_is_an_error_not_a_reset() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_dir();
         let store = StateStore::new(dir.path());
         fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
         let err = store.load().unwrap_err();
@@ -294,12 +367,71 @@ mod tests {
     }
 
     #[test]
+    fn an_existing_directory_is_never_chmodded_and_an_open_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        let store = StateStore::new(&open);
+        let err = store.save(&State::new()).unwrap_err();
+        assert_eq!(err.label(), "state_dir_unsafe");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state directory {} is accessible to group or others (mode 0755); use a directory only its owner can enter (chmod 700), not a shared one such as /var/lib",
+                open.display()
+            )
+        );
+        assert_eq!(store.load().unwrap_err().label(), "state_dir_unsafe");
+        let mode = fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "save must not chmod a directory it did not make"
+        );
+        assert!(!open.join(STATE_FILE).exists());
+
+        // A directory save makes itself is owner-only.
+        let made = StateStore::new(dir.path().join("made/state"));
+        made.save(&State::new()).unwrap();
+        let mode = fs::metadata(made.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn leftover_temp_files_and_symlinks_never_shape_the_state_file() {
+        let dir = private_dir();
+        let store = StateStore::new(dir.path());
+        // A stale world-readable temp file, and a temp name planted as a
+        // symlink to a file elsewhere.
+        let stale = dir.path().join(format!("{STATE_FILE}.tmp"));
+        fs::write(&stale, b"old").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o644)).unwrap();
+        let victim = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(victim.path(), dir.path().join(".state.json.planted")).unwrap();
+        store.save(&State::new()).unwrap();
+        let mode = fs::metadata(store.file()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(victim.path()).unwrap(), b"");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "temp file left"
+        );
+        // A state file that is a symlink is not read.
+        fs::remove_file(store.file()).unwrap();
+        fs::write(victim.path(), serde_json::to_vec(&State::new()).unwrap()).unwrap();
+        std::os::unix::fs::symlink(victim.path(), store.file()).unwrap();
+        assert_eq!(store.load().unwrap_err().label(), "state_corrupt");
+    }
+
+    #[test]
     fn a_state_file_writes_only_changes_and_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
-        let (mut file, mut st) = StateFile::open(&path, "once").unwrap();
+        let store = || StateStore::new(&path).with_fingerprint_key(FingerprintKey::derive("k"));
+        let (mut file, mut st) = StateFile::open(store(), "once").unwrap();
         assert_eq!(
-            StateFile::open(&path, "run").unwrap_err().label(),
+            StateFile::open(store(), "run").unwrap_err().label(),
             "state_locked"
         );
         // Unchanged fresh state: nothing written yet.
@@ -307,9 +439,9 @@ mod tests {
         assert!(!path.join(STATE_FILE).exists());
         st.absent_since.insert("lab/100".into(), 5);
         file.save(&st).unwrap();
-        assert_eq!(StateStore::new(&path).load().unwrap(), st);
+        assert_eq!(store().load().unwrap(), st);
         drop(file);
-        let (_again, loaded) = StateFile::open(&path, "run").unwrap();
+        let (_again, loaded) = StateFile::open(store(), "run").unwrap();
         assert_eq!(loaded, st);
     }
 }

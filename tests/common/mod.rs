@@ -123,3 +123,12 @@ pub fn managed_names(lab: &Lab, root: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Puts a state file in place before the first cycle (the state directory
+/// owner-only, as the daemon requires).
+pub fn plant_state(setup: &Setup, bytes: &[u8]) {
+    let dir = setup.dir.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(dir.join("state.json"), bytes).unwrap();
+}

@@ -27,10 +27,21 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// What the sandbox installs besides the repository's `systemd/` files.
+/// Set (to anything) by `.ci/package` after `dpkg -i`: the test then runs
+/// the unit, sysusers.d and tmpfiles.d files and binary the package
+/// installed under /usr instead of the repository's and the build's.
+pub const INSTALLED_ENV: &str = "PVE_GUAC_SYNC_E2E_INSTALLED";
+
+/// Whether this run tests the installed package (see [`INSTALLED_ENV`]).
+pub fn installed_package() -> bool {
+    std::env::var_os(INSTALLED_ENV).is_some()
+}
+
+/// What the sandbox installs.
 pub struct Install<'a> {
-    /// The binary bind-mounted as /usr/bin/pve-guac-sync.
-    pub binary: &'a Path,
+    /// The binary bind-mounted as /usr/bin/pve-guac-sync, with the
+    /// repository's `systemd/` files; `None`: the installed package's.
+    pub binary: Option<&'a Path>,
     /// The test's drop-in for pve-guac-sync.service.
     pub dropin: &'a str,
     /// `(name, content)` files for /etc/credstore.
@@ -238,6 +249,32 @@ impl Drop for Sandbox {
 }
 
 fn stage(work: &Path, install: &Install) {
+    match install.binary {
+        Some(binary) => stage_repository_files(work, binary),
+        None => {
+            for installed in [
+                "/usr/bin/pve-guac-sync",
+                "/usr/lib/systemd/system/pve-guac-sync.service",
+                "/usr/lib/sysusers.d/pve-guac-sync.conf",
+                "/usr/lib/tmpfiles.d/pve-guac-sync.conf",
+            ] {
+                assert!(
+                    Path::new(installed).is_file(),
+                    "{INSTALLED_ENV} is set but {installed} is not installed"
+                );
+            }
+            std::fs::write(work.join("installed"), "").unwrap();
+        }
+    }
+    std::fs::write(work.join("dropin.conf"), install.dropin).unwrap();
+    let store = work.join("credstore");
+    std::fs::create_dir(&store).unwrap();
+    for (name, content) in install.credentials {
+        std::fs::write(store.join(name), content).unwrap();
+    }
+}
+
+fn stage_repository_files(work: &Path, binary: &Path) {
     let systemd = work.join("repo-systemd");
     for file in [
         "pve-guac-sync.service",
@@ -250,13 +287,7 @@ fn stage(work: &Path, install: &Install) {
     }
     // Bind-mounted before systemd starts: ProtectHome= cannot hide the
     // source even when the build lives under /root.
-    std::os::unix::fs::symlink(install.binary, work.join("pve-guac-sync")).unwrap();
-    std::fs::write(work.join("dropin.conf"), install.dropin).unwrap();
-    let store = work.join("credstore");
-    std::fs::create_dir(&store).unwrap();
-    for (name, content) in install.credentials {
-        std::fs::write(store.join(name), content).unwrap();
-    }
+    std::os::unix::fs::symlink(binary, work.join("pve-guac-sync")).unwrap();
 }
 
 fn repo() -> PathBuf {

@@ -10,6 +10,10 @@
 # WORK (made by the test) holds:
 #   repo-systemd/  a copy of the repository's systemd/ directory
 #   pve-guac-sync  the binary under test (bind-mounted as /usr/bin/pve-guac-sync)
+#                  or, for the installed package, the file `installed` instead
+#                  of repo-systemd/ and pve-guac-sync: the unit, sysusers.d,
+#                  tmpfiles.d files and binary the package put under /usr are
+#                  used as they are
 #   dropin.conf    the test's drop-in for pve-guac-sync.service
 #   credstore/     files copied to /etc/credstore (LoadCredential= sources)
 # and receives units/ (the unit search path) and ready (written just before
@@ -45,19 +49,26 @@ write_units() {
 }
 
 install_package_files() {
-    local work=$1
-    install -m 0644 "$work/repo-systemd/sysusers.d/pve-guac-sync.conf" /usr/lib/sysusers.d/
-    install -m 0644 "$work/repo-systemd/tmpfiles.d/pve-guac-sync.conf" /usr/lib/tmpfiles.d/
+    local work=$1 unit
+    if [ -e "$work/installed" ]; then
+        unit=/usr/lib/systemd/system/pve-guac-sync.service
+    else
+        install -m 0644 "$work/repo-systemd/sysusers.d/pve-guac-sync.conf" /usr/lib/sysusers.d/
+        install -m 0644 "$work/repo-systemd/tmpfiles.d/pve-guac-sync.conf" /usr/lib/tmpfiles.d/
+        touch /usr/bin/pve-guac-sync
+        mount --bind "$work/pve-guac-sync" /usr/bin/pve-guac-sync
+        unit=$work/repo-systemd/pve-guac-sync.service
+    fi
     systemd-sysusers /usr/lib/sysusers.d/pve-guac-sync.conf
     systemd-tmpfiles --create /usr/lib/tmpfiles.d/pve-guac-sync.conf
-    touch /usr/bin/pve-guac-sync
-    mount --bind "$work/pve-guac-sync" /usr/bin/pve-guac-sync
     install -d -m 0700 /etc/credstore
     local credential
     for credential in "$work"/credstore/*; do
         [ -f "$credential" ] && install -m 0600 "$credential" /etc/credstore/
     done
-    install -m 0644 "$work/repo-systemd/pve-guac-sync.service" "$work/units/"
+    # A copy: SYSTEMD_UNIT_PATH cannot include /usr/lib/systemd/system
+    # without pulling in the host's *.wants/ units.
+    install -m 0644 "$unit" "$work/units/"
     install -d "$work/units/pve-guac-sync.service.d"
     install -m 0644 "$work/dropin.conf" "$work/units/pve-guac-sync.service.d/test.conf"
 }

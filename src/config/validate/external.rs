@@ -223,7 +223,12 @@ impl Validator<'_> {
             // Names only in messages: a settings value may be a secret.
             match validate_settings(p, &items, extra) {
                 Ok(valid) => {
-                    out.insert(p, valid);
+                    // Like notes: an unknown name is left out with a warning.
+                    for name in &valid.unknown {
+                        let shown = name.as_deref().unwrap_or("(name not shown)");
+                        self.warn(params, &key, format!("unknown parameter {shown} left out"));
+                    }
+                    out.insert(p, valid.params);
                 }
                 Err(e) => self.error(params, &key, e.to_string()),
             }

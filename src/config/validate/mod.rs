@@ -2,9 +2,9 @@
 //! secrets. Problems are collected, not returned at the first one, so an
 //! operator fixes the whole file in one go.
 
-mod health;
 mod discovery;
 mod external;
+mod health;
 mod servers;
 mod sync;
 
@@ -57,7 +57,7 @@ impl<'a> Validator<'a> {
         self.problems.push(p);
     }
 
-    fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
+    pub(crate) fn warn<T>(&mut self, at: &At<T>, key: &str, message: impl Into<String>) {
         let p = self.problem(at.referenced.line(), key, message);
         self.warnings.push(p);
     }

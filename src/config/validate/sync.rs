@@ -274,7 +274,18 @@ impl Validator<'_> {
         let mut keys = Vec::new();
         if let Some(list) = raw.and_then(|at| at.value.keys.as_ref()) {
             for (i, k) in list.value.iter().enumerate() {
-                keys.push(self.secret(k, &format!("encryption.keys[{i}]")));
+                let key = format!("encryption.keys[{i}]");
+                let secret = self.secret(k, &key);
+                if let Some(chars) = crate::crypto::broken_fernet_key(secret.expose()) {
+                    self.warn(
+                        k,
+                        &key,
+                        format!(
+                            "looks like a Fernet key but is not a valid one ({chars} characters, a Fernet key has 44); it would be used as a legacy passphrase"
+                        ),
+                    );
+                }
+                keys.push(secret);
             }
         }
         EncryptionSettings { keys }

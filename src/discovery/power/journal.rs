@@ -2,18 +2,18 @@
 //! guest the daemon is about to start is written here **before** the start
 //! call, and removed only once it is restored (or proven not ours). A crash
 //! leaves the entry behind, and the next start restores the guest.
-//! Written atomically with mode 0600, like the state file.
+//! Written atomically with mode 0600 in an owner-only directory, like the
+//! state file.
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::proxmox::GuestKind;
-use crate::state::StateError;
+use crate::state::{StateError, dir};
 
 pub const JOURNAL_FILE: &str = "power-journal.json";
 
@@ -109,9 +109,20 @@ impl Journal {
     }
 
     fn read(&self) -> Result<Vec<JournalEntry>, StateError> {
-        let bytes = match fs::read(self.path()) {
+        match fs::metadata(&self.dir) {
+            Ok(_) => dir::check_private(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        }
+        let bytes = match dir::read_regular(&self.path()) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(StateError::Corrupt {
+                    path: self.path(),
+                    message: e.to_string(),
+                });
+            }
             Err(e) => return Err(self.io(e)),
         };
         let file: JournalFile =
@@ -122,24 +133,26 @@ impl Journal {
         Ok(file.entries)
     }
 
+    /// Same rules as the state file: owner-only directory, a unique 0600
+    /// temp file created exclusively, fsync, rename.
     fn write(&self, entries: &[JournalEntry]) -> Result<(), StateError> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        let tmp = self.dir.join(format!("{JOURNAL_FILE}.tmp"));
+        dir::ensure_private(&self.dir)?;
+        let (tmp, mut f) = dir::create_temp(&self.dir, JOURNAL_FILE)?;
         let body = JournalFile {
             entries: entries.to_vec(),
         };
         let bytes = serde_json::to_vec_pretty(&body).expect("journal serialises");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| self.io(e))?;
-        f.write_all(&bytes).map_err(|e| self.io(e))?;
-        f.sync_all().map_err(|e| self.io(e))?;
-        drop(f);
-        fs::rename(&tmp, self.path()).map_err(|e| self.io(e))?;
+        let written = f
+            .write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| {
+                drop(f);
+                fs::rename(&tmp, self.path())
+            });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(e));
+        }
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
@@ -166,18 +179,42 @@ mod tests {
 
     #[test]
     fn record_update_remove_survive_a_new_handle() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::new(dir.path());
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let j = Journal::new(&dir);
         assert!(j.entries().unwrap().is_empty());
         j.record(entry(100)).unwrap();
         j.record(entry(101)).unwrap();
         j.update("lab/100", |e| e.start_upid = Some("UPID:x".into()))
             .unwrap();
-        let again = Journal::new(dir.path());
+        let again = Journal::new(&dir);
         let list = again.entries().unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].start_upid.as_deref(), Some("UPID:x"));
         again.remove("lab/100").unwrap();
         assert_eq!(j.entries().unwrap(), vec![entry(101)]);
+    }
+
+    #[test]
+    fn the_journal_keeps_the_state_directory_rules() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("made/state");
+        Journal::new(&made).record(entry(100)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&made), 0o700);
+        assert_eq!(mode(&made.join(JOURNAL_FILE)), 0o600);
+        assert_eq!(fs::read_dir(&made).unwrap().count(), 1, "temp file left");
+
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        let j = Journal::new(&open);
+        assert_eq!(
+            j.record(entry(100)).unwrap_err().label(),
+            "state_dir_unsafe"
+        );
+        assert_eq!(j.entries().unwrap_err().label(), "state_dir_unsafe");
+        assert_eq!(mode(&open), 0o755);
     }
 }

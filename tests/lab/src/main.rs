@@ -9,6 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use pve_guac_lab::guacamole::GuacVersion;
 use pve_guac_lab::{Lab, LabSeed};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+mod serve_control;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +56,10 @@ struct ServeArgs {
     /// Write the lab's certificate (PEM) to this file.
     #[arg(long, value_name = "FILE")]
     cert_out: Option<PathBuf>,
+    /// Answer control commands on stdin (request counts, note edits, guest
+    /// removal; see src/serve_control.rs); end of stdin stops the lab.
+    #[arg(long)]
+    control: bool,
 }
 
 #[tokio::main]
@@ -101,7 +108,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     describe(&lab);
 
-    wait_for_signal().await?;
+    if args.control {
+        tokio::select! {
+            r = control_loop(&lab) => r?,
+            r = wait_for_signal() => r?,
+        }
+    } else {
+        wait_for_signal().await?;
+    }
     eprintln!("pve-guac-lab: shutting down");
     lab.shutdown().await;
     Ok(())
@@ -142,6 +156,19 @@ fn describe(lab: &Lab) {
     eprintln!("  guacamole: {}", lab.guacamole_url());
     eprintln!("  TLS SHA-256 fingerprint: {}", lab.fingerprint_sha256());
     eprintln!("pve-guac-lab: serving until SIGTERM or SIGINT");
+}
+
+/// Serves `--control` commands until stdin ends.
+async fn control_loop(lab: &Lab) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+        let mut answer = serve_control::answer(lab, &line).to_string();
+        answer.push('\n');
+        out.write_all(answer.as_bytes()).await?;
+        out.flush().await?;
+    }
+    Ok(())
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
