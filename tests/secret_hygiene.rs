@@ -52,7 +52,7 @@ fn the_report_names_the_form_never_the_secret() {
     let hits = canary().hits(PLANTED);
     let text = format!("{hits:?}");
     assert!(!text.contains("Planted"), "{text}");
-    let panic = std::panic::catch_unwind(|| canary().assert_clean("planted", PLANTED))
+    let panic = std::panic::catch_unwind(|| canary().check("planted", PLANTED))
         .expect_err("the check fails on a planted secret");
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("seeded secret found"), "{message}");
