@@ -262,6 +262,72 @@ async fn containers_in_both_interface_shapes_get_their_addresses() {
     );
 }
 
+/// A running container whose `net0` has this `ip=` in its config; its
+/// kernel reports `live` (what `/interfaces` would answer).
+fn static_ct(vmid: u32, name: &str, mac: &str, config_ip: &str, live: &str) -> GuestSeed {
+    let mut g = GuestSeed::ct(vmid, name, "pve1")
+        .running()
+        .notes(NOTES)
+        .nic(mac, live);
+    g.nets[0].config_ip = Some(config_ip.to_owned());
+    g
+}
+
+#[tokio::test]
+async fn a_static_container_address_inside_the_allowed_ranges_needs_no_request() {
+    let lab = lab(only(vec![
+        static_ct(
+            210,
+            "ctstatic",
+            "BC:24:11:00:02:10",
+            "192.0.2.60/24",
+            "192.0.2.60/24",
+        ),
+        // Outside the allowed ranges: not trusted, the kernel is asked.
+        static_ct(
+            211,
+            "ctforeign",
+            "BC:24:11:00:02:11",
+            "203.0.113.7/24",
+            "192.0.2.61/24",
+        ),
+        // DHCP: only the kernel knows.
+        static_ct(212, "ctdhcp", "BC:24:11:00:02:12", "dhcp", "192.0.2.62/24"),
+    ]))
+    .await;
+    let setup = config(
+        &lab,
+        "  grouping: none\n  max_changes_per_cycle: 500\n  allowed_networks: [\"192.0.2.0/24\"]\n",
+    );
+    let mark = lab.request_mark();
+    let report = cycle(&engine(&setup)).await;
+    let reqs = proxmox(&lab, mark);
+    let asked: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.path.ends_with("/interfaces"))
+        .filter_map(|r| r.path.split("/lxc/").nth(1))
+        .collect();
+    assert_eq!(
+        asked,
+        vec!["211/interfaces", "212/interfaces"],
+        "only the containers without a trusted static ip= are asked"
+    );
+    assert_eq!(
+        hostname(&lab, "admin@ctstatic-ssh").as_deref(),
+        Some("192.0.2.60"),
+        "{:#?}",
+        report.problems
+    );
+    assert_eq!(
+        hostname(&lab, "admin@ctforeign-ssh").as_deref(),
+        Some("192.0.2.61")
+    );
+    assert_eq!(
+        hostname(&lab, "admin@ctdhcp-ssh").as_deref(),
+        Some("192.0.2.62")
+    );
+}
+
 #[tokio::test]
 async fn a_host_override_needs_no_discovery() {
     let g = vm(103, "fixed", "BC:24:11:00:01:03", "192.0.2.13/24")

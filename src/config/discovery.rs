@@ -71,6 +71,8 @@ pub enum SourceKind {
     Host,
     /// QEMU guest agent `network-get-interfaces`.
     Agent,
+    /// A container's static `ip=` in `net0` (no request).
+    Static,
     /// Container `interfaces`.
     Container,
     /// The host's neighbour table file.
@@ -82,13 +84,21 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub const NAMES: &'static [&'static str] =
-        &["host", "agent", "container", "arp", "cache", "probe"];
+    pub const NAMES: &'static [&'static str] = &[
+        "host",
+        "agent",
+        "static",
+        "container",
+        "arp",
+        "cache",
+        "probe",
+    ];
 
     pub fn parse(text: &str) -> Option<SourceKind> {
         Some(match text {
             "host" => SourceKind::Host,
             "agent" => SourceKind::Agent,
+            "static" => SourceKind::Static,
             "container" => SourceKind::Container,
             "arp" => SourceKind::Arp,
             "cache" => SourceKind::Cache,
@@ -101,6 +111,7 @@ impl SourceKind {
         match self {
             SourceKind::Host => "host",
             SourceKind::Agent => "agent",
+            SourceKind::Static => "static",
             SourceKind::Container => "container",
             SourceKind::Arp => "arp",
             SourceKind::Cache => "cache",
@@ -112,6 +123,7 @@ impl SourceKind {
 pub const DEFAULT_SOURCES: &[SourceKind] = &[
     SourceKind::Host,
     SourceKind::Agent,
+    SourceKind::Static,
     SourceKind::Container,
     SourceKind::Arp,
     SourceKind::Cache,

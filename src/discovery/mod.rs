@@ -35,6 +35,8 @@ pub struct GuestFacts {
     pub macs: Vec<MacAddr>,
     /// The VM config's `agent` option (containers: absent).
     pub agent: AgentSetting,
+    /// A container's static IPv4 in `net0` (the `static` source).
+    pub static_ip: Option<Ipv4Addr>,
     /// Port of the guest's first connection (what the probe connects to).
     pub port: u16,
     /// The last good address from the state directory.

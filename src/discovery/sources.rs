@@ -16,6 +16,7 @@ use crate::proxmox::{AgentSetting, ProxmoxClient, ProxmoxError};
 use crate::reconcile::model::GuestKind;
 
 pub const AGENT: &str = "agent";
+pub const STATIC: &str = "static";
 pub const CONTAINER: &str = "container";
 pub const ARP: &str = "arp";
 pub const CACHE: &str = "cache";
@@ -70,6 +71,7 @@ pub fn build(
                     client: client.clone(),
                     shared,
                 }),
+                SourceKind::Static => Box::new(Static { shared }),
                 SourceKind::Container => Box::new(Container {
                     client: client.clone(),
                     shared,
@@ -142,6 +144,35 @@ impl AddressSource for Agent {
     }
     fn resolve<'a>(&'a self, guest: &'a GuestFacts) -> EvidenceFuture<'a> {
         Box::pin(self.ask(guest))
+    }
+}
+
+/// Containers: the static `ip=` of `net0`, trusted without a request when
+/// it is usable and inside `sync.allowed_networks` (the operator wrote it).
+struct Static {
+    shared: Arc<Shared>,
+}
+
+fn static_address(shared: &Shared, g: &GuestFacts) -> AddressEvidence {
+    if g.kind != GuestKind::Lxc {
+        return AddressEvidence::unknown("not a container");
+    }
+    match g.static_ip {
+        None => AddressEvidence::unknown("no static ip= in net0"),
+        Some(a) if usable(a) && in_ranges(a, &shared.allowed) => AddressEvidence::Found {
+            address: a,
+            source: STATIC,
+        },
+        Some(_) => AddressEvidence::unknown("static ip= outside the allowed ranges"),
+    }
+}
+
+impl AddressSource for Static {
+    fn name(&self) -> &'static str {
+        STATIC
+    }
+    fn resolve<'a>(&'a self, guest: &'a GuestFacts) -> EvidenceFuture<'a> {
+        Box::pin(async move { static_address(&self.shared, guest) })
     }
 }
 

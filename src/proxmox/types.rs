@@ -556,6 +556,14 @@ impl GuestConfig {
     pub fn macs(&self) -> Vec<MacAddr> {
         self.nets.iter().filter_map(|n| n.mac).collect()
     }
+
+    /// A container's static IPv4 in `net0` (`ip=192.0.2.50/24`); `None`
+    /// for `dhcp`, `manual`, VMs and anything unparsable.
+    pub fn static_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        let net0 = self.nets.iter().find(|n| n.index == 0)?;
+        let ip = net0.ip.as_deref()?;
+        ip.split_once('/').map_or(ip, |(a, _)| a).parse().ok()
+    }
 }
 
 /// `GET …/status/current`.

@@ -116,6 +116,8 @@ fn facts_of(g: &GuestObservation, now: u64) -> GuestFacts {
         running: false,
         macs,
         agent,
+        // Not kept after observation; a power-up asks the live sources.
+        static_ip: None,
         port,
         cached: None,
         now,

@@ -134,6 +134,7 @@ pub(crate) async fn observe_guest(
         running: guest.status == "running",
         macs: config.macs(),
         agent: config.agent,
+        static_ip: config.static_ipv4(),
         port: probe_port(&parsed),
         cached: memory.addresses.get(&guest.key.to_string()).cloned(),
         now: cluster.now,
