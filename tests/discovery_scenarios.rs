@@ -297,7 +297,10 @@ async fn a_static_container_address_inside_the_allowed_ranges_needs_no_request()
     .await;
     let setup = config(
         &lab,
-        "  grouping: none\n  max_changes_per_cycle: 500\n  allowed_networks: [\"192.0.2.0/24\"]\n",
+        &format!(
+            "  allowed_networks: [\"192.0.2.0/24\"]\n{}",
+            sync("  sources: [host, agent, static, container, arp, cache]")
+        ),
     );
     let mark = lab.request_mark();
     let report = cycle(&engine(&setup)).await;

@@ -140,6 +140,7 @@ pub(crate) fn write_config(
          tls: {{fingerprint_sha256: \"{fp}\"}}\n  concurrency: {}\n\
          sync:\n  interval: 24h\n  jitter: 0\n  grouping: node\n  auto_encrypt: false\n  \
          max_changes_per_cycle: 1000000\n  prune: {{enabled: true, grace: 0s}}\n\
+         discovery:\n  sources: [host, agent, static, container, arp, cache]\n\
          state_dir: \"{}\"\nlogging: {{format: json, level: warn}}\n\
          health: {{listen: \"127.0.0.1:{port}\"}}\n",
         seed::CLUSTER,

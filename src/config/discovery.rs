@@ -120,10 +120,11 @@ impl SourceKind {
     }
 }
 
+/// `static` (a container's `ip=` in its config) is opt-in: a container whose
+/// address changed inside the guest would keep a stale connection.
 pub const DEFAULT_SOURCES: &[SourceKind] = &[
     SourceKind::Host,
     SourceKind::Agent,
-    SourceKind::Static,
     SourceKind::Container,
     SourceKind::Arp,
     SourceKind::Cache,
