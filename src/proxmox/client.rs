@@ -617,6 +617,25 @@ impl ProxmoxClient {
         upid: &Upid,
         timeout: Duration,
     ) -> Result<TaskStatus, ProxmoxError> {
+        self.poll_task(upid, timeout, true).await
+    }
+
+    /// [`ProxmoxClient::wait_task`] that keeps polling during shutdown: a
+    /// guest the daemon powered up must be put back before the process exits.
+    pub async fn wait_task_through_shutdown(
+        &self,
+        upid: &Upid,
+        timeout: Duration,
+    ) -> Result<TaskStatus, ProxmoxError> {
+        self.poll_task(upid, timeout, false).await
+    }
+
+    async fn poll_task(
+        &self,
+        upid: &Upid,
+        timeout: Duration,
+        obey_shutdown: bool,
+    ) -> Result<TaskStatus, ProxmoxError> {
         let started = Instant::now();
         let max = Duration::from_millis(self.inner.poll_max_ms.load(Ordering::Relaxed));
         let mut interval = Duration::from_millis(self.inner.poll_min_ms.load(Ordering::Relaxed));
@@ -640,15 +659,20 @@ impl ProxmoxClient {
                     waited,
                 });
             }
-            // Shutdown ends the wait (the task itself runs on in Proxmox).
-            self.inner
-                .http
-                .sleep(interval.min(timeout - waited), "GET task status")
-                .await
-                .map_err(|source| ProxmoxError::Http {
-                    cluster: self.inner.cluster.clone(),
-                    source,
-                })?;
+            let pause = interval.min(timeout - waited);
+            if obey_shutdown {
+                // Shutdown ends the wait (the task itself runs on in Proxmox).
+                self.inner
+                    .http
+                    .sleep(pause, "GET task status")
+                    .await
+                    .map_err(|source| ProxmoxError::Http {
+                        cluster: self.inner.cluster.clone(),
+                        source,
+                    })?;
+            } else {
+                tokio::time::sleep(pause).await;
+            }
             interval = (interval * 3 / 2).min(max);
         }
     }

@@ -5,6 +5,7 @@
 //! exclusively with mode 0600, and never read through a symlink.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,34 @@ pub(crate) fn create_temp(dir: &Path, name: &str) -> Result<(PathBuf, fs::File),
             Err(e) => return Err(io(dir, e)),
         }
     }
+}
+
+/// Replaces `dir/name` with `bytes` atomically: a fresh temp file (see
+/// [`create_temp`]), fsync, rename, then fsync of the directory. A failed
+/// write leaves the old file in place and no temp file behind; `on_io` names
+/// the path in the error.
+pub(crate) fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    on_io: impl Fn(std::io::Error) -> StateError,
+) -> Result<(), StateError> {
+    let (tmp, mut f) = create_temp(dir, name)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            drop(f);
+            fs::rename(&tmp, dir.join(name))
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(on_io(e));
+    }
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Reads a regular file without following a symlink at its name (a link

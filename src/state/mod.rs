@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -262,22 +261,7 @@ impl StateStore {
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         dir::ensure_private(&self.dir)?;
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        let (tmp, mut f) = dir::create_temp(&self.dir, STATE_FILE)?;
-        let written = f
-            .write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| {
-                drop(f);
-                fs::rename(&tmp, self.file())
-            });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io(e));
-        }
-        if let Ok(d) = fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        dir::write_atomic(&self.dir, STATE_FILE, &bytes, |e| self.io(e))
     }
 
     fn check_dir(&self) -> Result<(), StateError> {

@@ -6,7 +6,6 @@
 //! state file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -137,26 +136,11 @@ impl Journal {
     /// temp file created exclusively, fsync, rename.
     fn write(&self, entries: &[JournalEntry]) -> Result<(), StateError> {
         dir::ensure_private(&self.dir)?;
-        let (tmp, mut f) = dir::create_temp(&self.dir, JOURNAL_FILE)?;
         let body = JournalFile {
             entries: entries.to_vec(),
         };
         let bytes = serde_json::to_vec_pretty(&body).expect("journal serialises");
-        let written = f
-            .write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .and_then(|()| {
-                drop(f);
-                fs::rename(&tmp, self.path())
-            });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(self.io(e));
-        }
-        if let Ok(d) = fs::File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        dir::write_atomic(&self.dir, JOURNAL_FILE, &bytes, |e| self.io(e))
     }
 }
 

@@ -194,7 +194,11 @@ impl PowerUps {
             upid = %upid, result = "started", "power-up: started {key} to learn its address");
         self.journal
             .update(&key, |e| e.start_upid = Some(upid.to_string()))?;
-        match wait_task(&req.client, &upid, START_TASK_TIMEOUT).await {
+        match req
+            .client
+            .wait_task_through_shutdown(&upid, START_TASK_TIMEOUT)
+            .await
+        {
             Ok(_) => {}
             Err(ProxmoxError::TaskFailed { exitstatus, .. }) => {
                 // Not started by us (already running, locked …): never stop it.
@@ -333,7 +337,10 @@ async fn restore(
 ) -> Result<Restored, PowerError> {
     if let Some(upid) = e.start_upid.as_deref().and_then(|u| u.parse::<Upid>().ok()) {
         // Let our start finish first; a failed one means it was not ours.
-        match wait_task(client, &upid, START_TASK_TIMEOUT).await {
+        match client
+            .wait_task_through_shutdown(&upid, START_TASK_TIMEOUT)
+            .await
+        {
             Ok(_) => {}
             Err(ProxmoxError::TaskFailed { .. }) => return Ok(Restored::LeftRunning),
             Err(err) => return Err(err.into()),
@@ -350,7 +357,10 @@ async fn restore(
     let upid = client
         .shutdown(&e.node, e.kind, e.vmid, Some(timeout))
         .await?;
-    match wait_task(client, &upid, timeout + Duration::from_secs(30)).await {
+    match client
+        .wait_task_through_shutdown(&upid, timeout + Duration::from_secs(30))
+        .await
+    {
         Ok(_) => {
             if !running(client, e).await? {
                 return Ok(Restored::ShutDown);
@@ -363,42 +373,10 @@ async fn restore(
         return Ok(Restored::LeftRunning);
     }
     let upid = client.stop(&e.node, e.kind, e.vmid).await?;
-    wait_task(client, &upid, START_TASK_TIMEOUT).await?;
+    client
+        .wait_task_through_shutdown(&upid, START_TASK_TIMEOUT)
+        .await?;
     Ok(Restored::Stopped)
-}
-
-/// Polls a task to its end. Unlike the client's own wait this one keeps
-/// going during shutdown: a guest must be put back before the process exits.
-async fn wait_task(
-    client: &ProxmoxClient,
-    upid: &Upid,
-    timeout: Duration,
-) -> Result<crate::proxmox::TaskStatus, ProxmoxError> {
-    let started = Instant::now();
-    let mut interval = Duration::from_millis(100);
-    loop {
-        let status = client.task_status(upid).await?;
-        if !status.is_running() {
-            if status.succeeded() {
-                return Ok(status);
-            }
-            return Err(ProxmoxError::TaskFailed {
-                upid: upid.to_string(),
-                exitstatus: status
-                    .exitstatus
-                    .unwrap_or_else(|| "unexpected status".into()),
-            });
-        }
-        let waited = started.elapsed();
-        if waited >= timeout {
-            return Err(ProxmoxError::TaskTimeout {
-                upid: upid.to_string(),
-                waited,
-            });
-        }
-        tokio::time::sleep(interval.min(timeout - waited)).await;
-        interval = (interval * 3 / 2).min(Duration::from_secs(2));
-    }
 }
 
 async fn running(client: &ProxmoxClient, e: &JournalEntry) -> Result<bool, PowerError> {
