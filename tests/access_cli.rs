@@ -8,7 +8,6 @@ use std::process::Output;
 use common::*;
 use pve_guac_lab::LabSeed;
 use pve_guac_lab::guacamole::{GuacamoleSeed, UserGroupSeed, UserSeed};
-use serde_json::Value;
 
 const SYNC: &str = "  grouping: node\n  prune: {enabled: true, grace: 0s}";
 const ACCESS: &str = "access:\n  rules:\n    - match: {tags: [web]}\n      groups: [students]\n  notes_may_grant:\n    users: [alice]\n";
@@ -24,16 +23,6 @@ async fn run(setup: &Setup, args: &[&str]) -> Output {
         .unwrap();
     assert_output_clean(&args.join(" "), &out);
     out
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

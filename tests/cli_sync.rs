@@ -7,7 +7,6 @@ use std::process::Output;
 use common::*;
 use pve_guac_lab::LabSeed;
 use pve_guac_lab::guacamole::{ConnectionSeed, GuacamoleSeed};
-use serde_json::Value;
 
 const SYNC: &str = "  grouping: node\n  auto_encrypt: true\n  prune: {enabled: true, grace: 0s}";
 
@@ -19,16 +18,6 @@ async fn run(setup: &Setup, args: &[&str]) -> Output {
         .unwrap();
     assert_output_clean(&args.join(" "), &out);
     out
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn seed() -> LabSeed {

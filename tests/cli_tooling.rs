@@ -92,13 +92,6 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        let (o, err) = text(out);
-        panic!("not JSON ({e}): {o}\nstderr: {err}")
-    })
-}
-
 fn conn_params(lab: &pve_guac_lab::Lab, name: &str) -> std::collections::BTreeMap<String, String> {
     let c = lab
         .guacamole()

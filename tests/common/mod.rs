@@ -17,6 +17,17 @@ pub const TOKEN_ID: &str = "sync@pve!pve-guac-sync";
 pub const TOKEN_SECRET: &str = "3b1f5d2e-7c4a-4e8b-9a6d-1f2e3d4c5b6a";
 pub const NOTES_PASSPHRASE: &str = "lab-notes-passphrase";
 
+/// A command's stdout as JSON; the panic shows both streams.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
