@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Limits {
     rate: Option<DefaultDirectRateLimiter>,
     slots: Arc<Semaphore>,
+    capacity: usize,
 }
 
 impl Limits {
@@ -23,6 +24,7 @@ impl Limits {
             rate: rate_per_sec
                 .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
             slots: Arc::new(Semaphore::new(concurrency.get())),
+            capacity: concurrency.get(),
         }
     }
 
@@ -39,6 +41,12 @@ impl Limits {
             rate.until_ready().await;
         }
         permit
+    }
+
+    /// How many requests may be in flight at once (the configured
+    /// concurrency).
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Free concurrency slots right now (for stats and tests).

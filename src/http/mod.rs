@@ -326,6 +326,11 @@ impl Http {
         &self.inner.api
     }
 
+    /// The configured concurrency: how many requests may be in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.inner.limits.capacity()
+    }
+
     /// Sends the request, retrying as the policy allows. An HTTP error status
     /// is not an `Err`: the caller maps it (only transport failures are).
     pub async fn execute(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
