@@ -578,17 +578,160 @@ async fn batch_per_object(version: GuacVersion) {
         "10.0.0.3"
     );
     assert!(guac.connection(&doomed).is_none());
-    // Version known from this session: no probe, no PATCH at all.
+    // Version known from this session: no probe. Creates and updates are
+    // one call each, sent together (any order); the removals one PATCH.
+    let reqs = since(&lab, mark);
+    let mut calls = lines(&reqs[..3]);
+    calls.sort();
     assert_eq!(
-        lines(&since(&lab, mark)),
+        calls,
         [
             "POST {ds}/connections 200",
             "POST {ds}/connections 400",
             format!("PUT {{ds}}/connections/{old} 204").as_str(),
-            format!("DELETE {{ds}}/connections/{doomed} 204").as_str(),
-            "DELETE {ds}/connections/424242 404"
         ]
     );
+    assert_eq!(lines(&reqs[3..]), ["PATCH {ds}/connections 204"]);
+    assert_eq!(
+        reqs[3].json,
+        Some(serde_json::json!([
+            {"op": "remove", "path": format!("/{doomed}")},
+            {"op": "remove", "path": "/424242"}
+        ]))
+    );
+}
+
+/// A 1.5 lab whose Guacamole answers every request after `latency`, and a
+/// group to create connections in.
+async fn slow_1_5(latency: Duration, concurrency: usize) -> (Lab, GuacamoleClient, String) {
+    let lab = lab_with(GuacamoleSeed::default().version(GuacVersion::V1_5)).await;
+    let mut cfg = config(&lab, &lab.guacamole_url(), "guacadmin", "guacadmin");
+    cfg.http.concurrency = std::num::NonZeroUsize::new(concurrency).unwrap();
+    let client = GuacamoleClient::new(cfg).unwrap();
+    let gid = client
+        .create_group(&GroupSpec::organizational("pve-sync", ROOT_GROUP))
+        .await
+        .unwrap();
+    client.server_version().await.unwrap();
+    lab.faults("guacamole").set_latency(latency, Duration::ZERO);
+    (lab, client, gid)
+}
+
+#[tokio::test]
+async fn per_object_calls_on_1_5_overlap_up_to_the_client_concurrency() {
+    let (lab, client, gid) = slow_1_5(Duration::from_millis(300), 4).await;
+    let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+    let ops = names
+        .iter()
+        .map(|n| DirectoryOp::CreateConnection(rdp(n, &gid, "10.0.0.1")))
+        .collect();
+    let started = std::time::Instant::now();
+    let outcome = client.apply_batch(ops).await.unwrap();
+    let took = started.elapsed();
+    // One at a time this takes 8 × 300 ms; four at a time about 600 ms.
+    assert!(took < Duration::from_millis(1800), "{took:?}");
+    // Results in input order.
+    for (name, result) in names.iter().zip(&outcome.results) {
+        let OpResult::Applied { identifier } = result else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(&lab.guacamole().connection(identifier).unwrap().name, name);
+    }
+    assert_eq!(client.http().concurrency(), 4);
+}
+
+#[tokio::test]
+async fn a_broken_call_on_1_5_stops_what_has_not_started_and_lets_the_rest_finish() {
+    let (lab, client, gid) = slow_1_5(Duration::ZERO, 2).await;
+    let first = client
+        .create_connection(&rdp("first", &gid, "10.0.0.1"))
+        .await
+        .unwrap();
+    // The update breaks at once (and again when repeated); the create
+    // beside it is still on its way and finishes.
+    lab.faults("guacamole")
+        .add(FaultRule::reset().method("PUT"));
+    lab.faults("guacamole")
+        .add(FaultRule::delay(Duration::from_millis(400)).method("POST"));
+    let mut ops = vec![
+        DirectoryOp::UpdateConnection {
+            identifier: first.clone(),
+            spec: rdp("first", &gid, "10.0.0.9"),
+        },
+        DirectoryOp::CreateConnection(rdp("beside", &gid, "10.0.0.2")),
+    ];
+    for i in 0..4 {
+        ops.push(DirectoryOp::CreateConnection(rdp(
+            &format!("later{i}"),
+            &gid,
+            "10.0.0.3",
+        )));
+    }
+    let mark = lab.request_mark();
+    let outcome = client.apply_batch(ops).await.unwrap();
+    let labels: Vec<&str> = outcome.results.iter().map(OpResult::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "unknown",
+            "applied",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted"
+        ],
+        "{:?}",
+        lines(&since(&lab, mark))
+    );
+    assert!(outcome.stopped_by.is_some());
+    let posts = since(&lab, mark)
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1);
+}
+
+#[tokio::test]
+async fn removals_on_1_5_refused_as_a_patch_are_deleted_one_by_one() {
+    let (lab, client, gid) = slow_1_5(Duration::ZERO, 4).await;
+    let a = client
+        .create_connection(&rdp("a", &gid, "10.0.0.1"))
+        .await
+        .unwrap();
+    let b = client
+        .create_connection(&rdp("b", &gid, "10.0.0.2"))
+        .await
+        .unwrap();
+    lab.faults("guacamole")
+        .add(FaultRule::error(500).method("PATCH").times(1));
+    let mark = lab.request_mark();
+    let outcome = client
+        .apply_batch(vec![
+            DirectoryOp::DeleteConnection {
+                identifier: a.clone(),
+            },
+            DirectoryOp::DeleteConnection {
+                identifier: b.clone(),
+            },
+            DirectoryOp::DeleteGroup {
+                identifier: gid.clone(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(outcome.all_applied(), "{outcome:?}");
+    let mut sent = lines(&since(&lab, mark));
+    sent[1..3].sort();
+    assert_eq!(
+        sent,
+        [
+            "PATCH {ds}/connections 500".to_owned(),
+            format!("DELETE {{ds}}/connections/{a} 204"),
+            format!("DELETE {{ds}}/connections/{b} 204"),
+            "PATCH {ds}/connectionGroups 204".to_owned(),
+        ]
+    );
+    assert!(lab.guacamole().connection(&a).is_none());
 }
 
 #[tokio::test]

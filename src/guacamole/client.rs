@@ -1,7 +1,8 @@
 //! The Guacamole REST client: login and session handling (base path
 //! detection, one transparent re-login on an expired token, logout), the
 //! connection and group calls, and batches that use the atomic directory
-//! PATCH on 1.6 and per-object calls on ≤1.5.
+//! PATCH on 1.6 and, on ≤1.5, concurrent per-object calls plus the
+//! remove-only PATCH for deletes.
 //!
 //! The token travels only in the `Guacamole-Token` header — never in a URL,
 //! where proxies and request logs would record it.
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::{StreamExt, stream};
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
@@ -23,7 +25,7 @@ use crate::secret::Secret;
 use super::error::{ErrorBody, GuacamoleError, error_from_response};
 use super::patch::{
     BatchMode, BatchOutcome, DirectoryOp, OpResult, parse_patch_failure, parse_patch_success,
-    patch_body, plan_requests, version_from_probe,
+    patch_body, plan_requests, version_from_probe, waves,
 };
 use super::permissions::{self, ManagedGroup, PermissionChange, PermissionCheck};
 use super::types::{
@@ -394,7 +396,9 @@ impl GuacamoleClient {
 
     /// Applies the operations in order: on 1.6 as atomic directory PATCH
     /// requests (one per run of same-directory operations, split below the
-    /// request size cap), on ≤1.5 one call per operation. Entry-level
+    /// request size cap), on ≤1.5 one call per create or update (several
+    /// at a time, up to the client's concurrency) and one remove-only PATCH
+    /// per run of deletes (see `remove_by_patch`). Entry-level
     /// failures are reported per operation and do not stop the batch;
     /// request-level failures (transport, session) do (`stopped_by`). A 1.6
     /// request refused as a whole without per-entry results (e.g. 500 for an
@@ -412,7 +416,7 @@ impl GuacamoleClient {
         let mode = BatchMode::for_version(self.server_version().await?);
         let outcome = match mode {
             BatchMode::AtomicPatch => self.apply_patches(&ops).await,
-            BatchMode::PerObject => self.apply_per_object(&ops).await,
+            BatchMode::PerObject => self.apply_up_to_1_5(&ops).await,
         };
         Ok(outcome)
     }
@@ -422,10 +426,7 @@ impl GuacamoleClient {
         let mut stopped_by = None;
         for range in plan_requests(ops) {
             let chunk = &ops[range.clone()];
-            let (segment, endpoint) = match chunk[0].kind() {
-                ObjectKind::Connection => ("connections", "PATCH /connections"),
-                ObjectKind::ConnectionGroup => ("connectionGroups", "PATCH /connectionGroups"),
-            };
+            let (segment, endpoint) = directory_of(&chunk[0]);
             let segments = [segment];
             let call = Call::new(Method::PATCH, &segments, endpoint)
                 .json(patch_body(chunk))
@@ -498,12 +499,7 @@ impl GuacamoleClient {
                     }
                 },
                 Err(err) => {
-                    let never_sent = matches!(&err, GuacamoleError::Transport(h) if h.never_sent());
-                    let result = if never_sent || !matches!(err, GuacamoleError::Transport(_)) {
-                        OpResult::Failed { error: err.clone() }
-                    } else {
-                        OpResult::Unknown { error: err.clone() }
-                    };
+                    let result = request_failure(&err);
                     stopped_by = Some(err);
                     vec![result; chunk.len()]
                 }
@@ -520,58 +516,173 @@ impl GuacamoleClient {
         }
     }
 
-    async fn apply_per_object(&self, ops: &[DirectoryOp]) -> BatchOutcome {
-        let mut results = Vec::with_capacity(ops.len());
+    /// ≤1.5: runs of removals go as directory `PATCH` `remove` requests
+    /// (one per directory, split like the 1.6 batches; spec §6.1), the other
+    /// operations one call each, concurrently.
+    async fn apply_up_to_1_5(&self, ops: &[DirectoryOp]) -> BatchOutcome {
+        let is_remove = |op: &DirectoryOp| op.op_name() == "remove";
+        let mut results = vec![OpResult::NotAttempted; ops.len()];
         let mut stopped_by = None;
-        for op in ops {
-            if stopped_by.is_some() {
-                results.push(OpResult::NotAttempted);
-                continue;
-            }
-            let outcome = match op {
-                DirectoryOp::CreateConnection(spec) => self.create_connection(spec).await,
-                DirectoryOp::UpdateConnection { identifier, spec } => self
-                    .update_connection(identifier, spec)
-                    .await
-                    .map(|()| identifier.clone()),
-                DirectoryOp::DeleteConnection { identifier } => self
-                    .delete_connection(identifier)
-                    .await
-                    .map(|()| identifier.clone()),
-                DirectoryOp::CreateGroup(spec) => self.create_group(spec).await,
-                DirectoryOp::UpdateGroup { identifier, spec } => self
-                    .update_group(identifier, spec)
-                    .await
-                    .map(|()| identifier.clone()),
-                DirectoryOp::DeleteGroup { identifier } => self
-                    .delete_group(identifier)
-                    .await
-                    .map(|()| identifier.clone()),
+        let mut start = 0;
+        while start < ops.len() && stopped_by.is_none() {
+            let removing = is_remove(&ops[start]);
+            let end = ops[start..]
+                .iter()
+                .position(|op| is_remove(op) != removing)
+                .map_or(ops.len(), |n| start + n);
+            let run = &ops[start..end];
+            let outcome = if removing {
+                self.remove_by_patch(run).await
+            } else {
+                self.apply_per_object(run).await
             };
-            results.push(match outcome {
-                Ok(identifier) => OpResult::Applied { identifier },
-                // Already gone: the same outcome as a 1.6 `remove`.
-                Err(GuacamoleError::NotFound { .. }) if op.op_name() == "remove" => {
-                    OpResult::Applied {
-                        identifier: op.identifier().unwrap_or_default().to_owned(),
-                    }
-                }
-                Err(err) if err.stops_batch() => {
-                    stopped_by = Some(err.clone());
-                    match &err {
-                        GuacamoleError::Transport(h) if !h.never_sent() => {
-                            OpResult::Unknown { error: err }
-                        }
-                        _ => OpResult::Failed { error: err },
-                    }
-                }
-                Err(err) => OpResult::Failed { error: err },
-            });
+            results.splice(start..end, outcome.results);
+            stopped_by = outcome.stopped_by;
+            start = end;
         }
         BatchOutcome {
             mode: BatchMode::PerObject,
             results,
             stopped_by,
+        }
+    }
+
+    /// ≤1.5 removals as directory `PATCH` requests. The server applies the
+    /// entries one by one and not atomically, and removing an id that no
+    /// longer exists succeeds, so the request may be repeated. When one is
+    /// refused (e.g. 403 for one entry a delegated account may not delete),
+    /// its entries are sent again as single `DELETE`s: those already
+    /// removed answer 404, which counts as done, and the refused one gets
+    /// its own error.
+    async fn remove_by_patch(&self, ops: &[DirectoryOp]) -> BatchOutcome {
+        let mut results = vec![OpResult::NotAttempted; ops.len()];
+        let mut stopped_by = None;
+        for range in plan_requests(ops) {
+            let chunk = &ops[range.clone()];
+            let (segment, endpoint) = directory_of(&chunk[0]);
+            let segments = [segment];
+            let call = Call::new(Method::PATCH, &segments, endpoint)
+                .json(patch_body(chunk))
+                .idempotent(true);
+            let chunk_results = match self.execute(&call).await {
+                Ok(resp) if resp.is_success() => chunk
+                    .iter()
+                    .map(|op| OpResult::Applied {
+                        identifier: op.identifier().unwrap_or_default().to_owned(),
+                    })
+                    .collect(),
+                Ok(resp) => {
+                    let err = call_error(&call, &resp);
+                    if err.stops_batch() {
+                        stopped_by = Some(err.clone());
+                        vec![OpResult::Failed { error: err }; chunk.len()]
+                    } else {
+                        tracing::warn!(
+                            endpoint,
+                            error = %err,
+                            entries = chunk.len(),
+                            "Guacamole refused a directory PATCH of removals; deleting its entries one by one"
+                        );
+                        let fallback = self.apply_per_object(chunk).await;
+                        stopped_by = fallback.stopped_by;
+                        fallback.results
+                    }
+                }
+                Err(err) => {
+                    let result = request_failure(&err);
+                    stopped_by = Some(err);
+                    vec![result; chunk.len()]
+                }
+            };
+            results.splice(range, chunk_results);
+            if stopped_by.is_some() {
+                break;
+            }
+        }
+        BatchOutcome {
+            mode: BatchMode::PerObject,
+            results,
+            stopped_by,
+        }
+    }
+
+    /// One call per operation, as many in flight as the client's
+    /// concurrency allows (the same number as its request gate, so the two
+    /// never disagree; the bound here is what keeps operations not yet
+    /// started from being sent after a request-level failure). Results come
+    /// back in input order. Operations that must follow others (see
+    /// [`waves`]) wait for them.
+    async fn apply_per_object(&self, ops: &[DirectoryOp]) -> BatchOutcome {
+        let stop: std::sync::Mutex<Option<GuacamoleError>> = std::sync::Mutex::new(None);
+        let stopped = || stop.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+        let mut results = vec![OpResult::NotAttempted; ops.len()];
+        for wave in waves(ops) {
+            if stopped() {
+                break;
+            }
+            let done: Vec<(usize, OpResult)> = stream::iter(wave)
+                .map(|i| {
+                    let (stop, stopped) = (&stop, &stopped);
+                    async move {
+                        if stopped() {
+                            return (i, OpResult::NotAttempted);
+                        }
+                        let (result, stops) = self.apply_one(&ops[i]).await;
+                        if let Some(err) = stops {
+                            stop.lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(err);
+                        }
+                        (i, result)
+                    }
+                })
+                .buffer_unordered(self.http.concurrency().max(1))
+                .collect()
+                .await;
+            for (i, result) in done {
+                results[i] = result;
+            }
+        }
+        BatchOutcome {
+            mode: BatchMode::PerObject,
+            results,
+            stopped_by: stop.into_inner().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// One operation as its own call; the error that ends the batch, if any.
+    async fn apply_one(&self, op: &DirectoryOp) -> (OpResult, Option<GuacamoleError>) {
+        let outcome = match op {
+            DirectoryOp::CreateConnection(spec) => self.create_connection(spec).await,
+            DirectoryOp::UpdateConnection { identifier, spec } => self
+                .update_connection(identifier, spec)
+                .await
+                .map(|()| identifier.clone()),
+            DirectoryOp::DeleteConnection { identifier } => self
+                .delete_connection(identifier)
+                .await
+                .map(|()| identifier.clone()),
+            DirectoryOp::CreateGroup(spec) => self.create_group(spec).await,
+            DirectoryOp::UpdateGroup { identifier, spec } => self
+                .update_group(identifier, spec)
+                .await
+                .map(|()| identifier.clone()),
+            DirectoryOp::DeleteGroup { identifier } => self
+                .delete_group(identifier)
+                .await
+                .map(|()| identifier.clone()),
+        };
+        match outcome {
+            Ok(identifier) => (OpResult::Applied { identifier }, None),
+            // Already gone: the same outcome as a `remove`.
+            Err(GuacamoleError::NotFound { .. }) if op.op_name() == "remove" => (
+                OpResult::Applied {
+                    identifier: op.identifier().unwrap_or_default().to_owned(),
+                },
+                None,
+            ),
+            Err(err) if err.stops_batch() => (request_failure(&err), Some(err)),
+            Err(err) => (OpResult::Failed { error: err }, None),
         }
     }
 
@@ -950,6 +1061,23 @@ fn secret_values(body: &serde_json::Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// The directory (path segment and endpoint label) an operation belongs to.
+fn directory_of(op: &DirectoryOp) -> (&'static str, &'static str) {
+    match op.kind() {
+        ObjectKind::Connection => ("connections", "PATCH /connections"),
+        ObjectKind::ConnectionGroup => ("connectionGroups", "PATCH /connectionGroups"),
+    }
+}
+
+/// The result of an operation whose request failed as a whole: unknown
+/// when a transport failure came after it may have reached the server.
+fn request_failure(err: &GuacamoleError) -> OpResult {
+    match err {
+        GuacamoleError::Transport(h) if !h.never_sent() => OpResult::Unknown { error: err.clone() },
+        _ => OpResult::Failed { error: err.clone() },
+    }
 }
 
 /// Whether a failed directory PATCH may still have been applied.

@@ -199,6 +199,39 @@ pub fn plan_requests(ops: &[DirectoryOp]) -> Vec<std::ops::Range<usize>> {
     ranges
 }
 
+/// How ≤1.5 per-object calls may overlap: index ranges into `ops`, in
+/// order; the calls of one range run concurrently, and a range starts only
+/// once the one before it has finished.
+///
+/// The only dependency a batch carries is an object changed twice: a
+/// temporary rename that frees a name other renames in the same batch take
+/// (see the planner's parked renames). Such first changes (and what comes
+/// before them) finish before anything after them starts.
+pub fn waves(ops: &[DirectoryOp]) -> Vec<std::ops::Range<usize>> {
+    let mut later = std::collections::HashSet::new();
+    let mut changed_again = vec![false; ops.len()];
+    for (i, op) in ops.iter().enumerate().rev() {
+        if let Some(id) = op.identifier() {
+            changed_again[i] = !later.insert((op.kind(), id));
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut holds_first_change = false;
+    for (i, again) in changed_again.iter().enumerate() {
+        if holds_first_change && !again {
+            ranges.push(start..i);
+            start = i;
+            holds_first_change = false;
+        }
+        holds_first_change |= again;
+    }
+    if start < ops.len() {
+        ranges.push(start..ops.len());
+    }
+    ranges
+}
+
 /// The body of one 1.6 directory PATCH.
 pub fn patch_body(ops: &[DirectoryOp]) -> Value {
     Value::Array(ops.iter().map(DirectoryOp::patch_entry).collect())
@@ -495,6 +528,52 @@ mod tests {
             None
         );
         assert_eq!(version_from_probe(501, b""), None);
+    }
+
+    fn update(id: &str, name: &str) -> DirectoryOp {
+        DirectoryOp::UpdateConnection {
+            identifier: id.into(),
+            spec: conn(name),
+        }
+    }
+
+    #[test]
+    fn per_object_waves_wait_only_for_temporary_renames() {
+        assert!(waves(&[]).is_empty());
+        // Independent operations: one wave.
+        let ops = vec![
+            DirectoryOp::CreateConnection(conn("a")),
+            update("7", "b"),
+            update("8", "c"),
+        ];
+        assert_eq!(waves(&ops), vec![0..3]);
+        // A swap: both parked first (with the creates), then both renamed.
+        let ops = vec![
+            DirectoryOp::CreateConnection(conn("new")),
+            update("7", "alpha~7"),
+            update("8", "beta~8"),
+            update("7", "beta"),
+            update("8", "alpha"),
+        ];
+        assert_eq!(waves(&ops), vec![0..3, 3..5]);
+        // A chain: 7 takes 8's name while 8 moves on; 7 must wait for the
+        // park of 8 although it is another object.
+        let ops = vec![
+            update("8", "db01~8"),
+            update("7", "db01"),
+            update("8", "db02"),
+        ];
+        assert_eq!(waves(&ops), vec![0..1, 1..3]);
+        // The same identifier in another directory is another object.
+        let ops = vec![
+            DirectoryOp::DeleteGroup {
+                identifier: "7".into(),
+            },
+            DirectoryOp::DeleteConnection {
+                identifier: "7".into(),
+            },
+        ];
+        assert_eq!(waves(&ops), vec![0..2]);
     }
 
     #[test]
