@@ -371,6 +371,94 @@ async fn guacamole_1_5_converges_with_per_object_calls() {
 }
 
 #[tokio::test]
+async fn guacamole_1_5_removes_with_one_patch_per_directory() {
+    let mut seed = seed();
+    seed.guacamole = GuacamoleSeed::example().version(GuacVersion::V1_5);
+    let lab = lab(seed).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    let pve = lab.proxmox("lab");
+    pve.set_notes(100, "user:\"admin\" pass:\"S3cret\" protos:\"rdp\";");
+    assert!(pve.remove_guest(200));
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.deleted, 2, "{:#?}", report.plan.actions);
+    assert_eq!(report.summary.errors, 0, "{:#?}", report.outcome);
+    let removals: Vec<(String, usize)> = lab
+        .requests_since(mark)
+        .into_iter()
+        .filter(|r| r.server == "guacamole" && r.is_write())
+        .filter(|r| r.method != "PUT" && r.json != Some(serde_json::json!([])))
+        .map(|r| {
+            let n = r
+                .json
+                .as_ref()
+                .and_then(|j| j.as_array())
+                .map_or(0, Vec::len);
+            (r.route, n)
+        })
+        .collect();
+    assert_eq!(
+        removals,
+        [("PATCH /session/data/{ds}/connections".to_owned(), 2)],
+        "no DELETE per connection"
+    );
+    let names = managed_names(&lab, ROOT);
+    assert!(!names.contains(&"admin@web01-ssh".to_owned()));
+    assert!(!names.contains(&"root@ct-dns-ssh".to_owned()));
+}
+
+#[tokio::test]
+async fn an_edited_note_is_written_without_reading_the_parameters_first() {
+    let lab = lab(seed()).await;
+    let setup = config(&lab, SYNC);
+    let engine = engine(&setup);
+    cycle(&engine).await;
+    lab.proxmox("lab").set_notes(
+        100,
+        "Web frontend, owned by team A.\nuser:\"admin\" pass:\"N3w-pass\" protos:\"rdp,ssh\";",
+    );
+    let reads = |mark| {
+        lab.requests_since(mark)
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/parameters"))
+            .count()
+    };
+    // A dry run still reads them, to show which parameters differ.
+    let mark = lab.request_mark();
+    let dry = engine
+        .cycle(pve_guac_sync::reconcile::cycle::Mode::DryRun, false)
+        .await
+        .unwrap();
+    assert_eq!(reads(mark), 2);
+    let described: Vec<String> = dry
+        .plan
+        .actions
+        .iter()
+        .map(|a| a.action.describe())
+        .collect();
+    assert!(
+        described
+            .iter()
+            .filter(|d| d.contains("parameters password"))
+            .count()
+            == 2,
+        "{described:#?}"
+    );
+    // Applying needs no read: the update carries every parameter anyway.
+    let mark = lab.request_mark();
+    let report = cycle(&engine).await;
+    assert_eq!(report.summary.updated, 2, "{:#?}", report.plan.actions);
+    assert_eq!(reads(mark), 0);
+    assert_eq!(params(&lab, "admin@web01-rdp")["password"], "N3w-pass");
+    assert_eq!(params(&lab, "admin@web01-ssh")["password"], "N3w-pass");
+    let mark = lab.request_mark();
+    cycle(&engine).await;
+    assert!(changes(&lab, mark).is_empty());
+}
+
+#[tokio::test]
 async fn guacamole_1_6_writes_in_patch_batches() {
     let lab = lab(seed()).await;
     let setup = config(&lab, SYNC);
@@ -733,6 +821,11 @@ async fn a_held_guest_keeps_its_connection_even_when_state_is_lost() {
 #[tokio::test]
 async fn a_chain_of_renames_converges_in_one_cycle() {
     rename_two(GuacVersion::V1_6, ["web01", "db01"], ["db01", "db02"]).await;
+}
+
+#[tokio::test]
+async fn a_chain_of_renames_converges_in_one_cycle_on_1_5() {
+    rename_two(GuacVersion::V1_5, ["web01", "db01"], ["db01", "db02"]).await;
 }
 
 #[tokio::test]

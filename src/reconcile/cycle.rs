@@ -23,7 +23,8 @@ use super::model::{Desired, FingerprintKey, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, Memory, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{
-    Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed, plan,
+    Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed,
+    parameters_needed_to_apply, plan,
 };
 use super::record::{ActionResult, CycleSummary, Outcome, record};
 use crate::config::Settings;
@@ -278,7 +279,7 @@ impl Engine {
         }
         let want = self.desire(&observed);
         let (tree, read_failures, site) = self
-            .observe_guacamole(st, &want, options.verify_all, now)
+            .observe_guacamole(st, &want, options.mode, options.verify_all, now)
             .await?;
         for w in &want.warnings {
             warn!("{}", w.message);
@@ -404,7 +405,9 @@ impl Engine {
         &self.config
     }
 
-    /// The managed tree, with the parameters the plan must compare; forgets
+    /// The managed tree, with the parameters the plan must compare (in
+    /// [`Mode::Apply`] not those of connections the daemon owns whose wish
+    /// changed: see [`parameters_needed_to_apply`]); forgets
     /// ownership of objects deleted by hand. Returns the tree and the
     /// parameter sets that could not be read, and the Guacamole they came
     /// from. Ownership recorded for another Guacamole is dropped first.
@@ -412,6 +415,7 @@ impl Engine {
         &self,
         st: &mut State,
         want: &Desired,
+        mode: Mode,
         verify_all: bool,
         now: u64,
     ) -> Result<(ManagedTree, Vec<String>, GuacamoleSite), CycleError> {
@@ -434,10 +438,13 @@ impl Engine {
         let to_claim = claim_reads(want, &tree, st);
         let mut read_failures = fill_parameters(guac, &mut tree, &to_claim).await;
         let claims = claim(want, &tree, st);
+        let settings = self.plan_settings(false);
         let mut ids: BTreeSet<String> = if verify_all {
             claims.owned.values().cloned().collect()
+        } else if mode == Mode::Apply {
+            parameters_needed_to_apply(want, &claims, st, now, &settings)
         } else {
-            parameters_needed(want, &claims, st, now, &self.plan_settings(false))
+            parameters_needed(want, &claims, st, now, &settings)
         };
         ids.retain(|id| tree.find(id).is_some_and(|c| c.params.is_none()));
         read_failures.extend(fill_parameters(guac, &mut tree, &ids).await);

@@ -425,7 +425,8 @@ pub fn claim(want: &Desired, have: &ManagedTree, st: &State) -> Claims {
 
 /// Ids whose parameters must be read before planning: adopted ones, those
 /// whose last-written fingerprint differs from the wish, and those due for
-/// periodic verification.
+/// periodic verification. For `plan`, dry-run and `explain`, which show
+/// which parameters differ.
 pub fn parameters_needed(
     want: &Desired,
     claims: &Claims,
@@ -433,20 +434,58 @@ pub fn parameters_needed(
     now: u64,
     s: &PlanSettings,
 ) -> BTreeSet<String> {
+    needed(want, claims, st, now, s, false)
+}
+
+/// Like [`parameters_needed`], for a cycle that writes: a connection the
+/// state records as the daemon's whose wish changed since the daemon wrote
+/// it (fingerprint differs, not due for verification) is updated without
+/// reading it first — an update sends every parameter anyway, so the read
+/// would only name them. Unless no recorded fingerprint matches at all:
+/// then the fingerprint key itself may have changed (new encryption key or
+/// Guacamole password, an old state file), and one read each, not one
+/// write each, tells what really changed.
+pub fn parameters_needed_to_apply(
+    want: &Desired,
+    claims: &Claims,
+    st: &State,
+    now: u64,
+    s: &PlanSettings,
+) -> BTreeSet<String> {
+    needed(want, claims, st, now, s, true)
+}
+
+fn needed(
+    want: &Desired,
+    claims: &Claims,
+    st: &State,
+    now: u64,
+    s: &PlanSettings,
+    write_without_read: bool,
+) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
+    let mut changed_wishes = Vec::new();
+    let mut key_vouched = false;
     for (identity, id) in &claims.owned {
         let wish = &want.connections[identity];
         match st.connections.get(&identity.key()) {
             Some(owned) if owned.id == *id => {
                 let due = now.saturating_sub(owned.verified_at) >= s.verify_interval.as_secs();
-                if due || owned.fingerprint != wish.params.fingerprint(&st.fingerprint_key) {
+                let same = owned.fingerprint == wish.params.fingerprint(&st.fingerprint_key);
+                key_vouched |= same;
+                if due {
                     ids.insert(id.clone());
+                } else if !same {
+                    changed_wishes.push(id);
                 }
             }
             _ => {
                 ids.insert(id.clone());
             }
         }
+    }
+    if !(write_without_read && key_vouched) {
+        ids.extend(changed_wishes.into_iter().cloned());
     }
     ids
 }
