@@ -12,7 +12,8 @@ use crate::seed::Mix;
 /// server's default 2 MiB request limit (about 600 bytes each).
 const CONNECTIONS_PER_PATCH: u64 = 3000;
 
-/// Client limits written into the daemon's configuration.
+/// Client limits written into the daemon's configuration (the rate and
+/// burst apply to both APIs).
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
     pub name: &'static str,
@@ -114,7 +115,7 @@ impl Work {
         Floor {
             proxmox,
             guacamole,
-            wall_s: self.proxmox_wall(limits, latency) + writes.rounds as f64 * latency.mean_s,
+            wall_s: self.proxmox_wall(limits, latency) + writes.wall(limits, latency),
         }
     }
 
@@ -151,6 +152,13 @@ struct Writes {
 }
 
 impl Writes {
+    /// The rounds one latency each, unless the rate (Guacamole's is
+    /// configured like Proxmox's) spaces the requests further apart.
+    fn wall(&self, limits: &Limits, latency: Latency) -> f64 {
+        let by_rate = self.requests.saturating_sub(limits.burst) as f64 / limits.per_second;
+        (self.rounds as f64 * latency.mean_s).max(by_rate)
+    }
+
     fn needed(
         groups: u64,
         creates: u64,

@@ -137,7 +137,8 @@ pub(crate) fn write_config(
          token_secret: \"{}\"\n      tls: {{fingerprint_sha256: \"{fp}\"}}\n      \
          rate_limit: {{per_second: {}, burst: {}}}\n      concurrency: {}\n\
          guacamole:\n  url: \"{}\"\n  username: \"{}\"\n  password: \"{}\"\n  \
-         tls: {{fingerprint_sha256: \"{fp}\"}}\n  concurrency: {}\n\
+         tls: {{fingerprint_sha256: \"{fp}\"}}\n  concurrency: {}\n  \
+         rate_limit: {{per_second: {}, burst: {}}}\n\
          sync:\n  interval: 24h\n  jitter: 0\n  grouping: node\n  auto_encrypt: false\n  \
          max_changes_per_cycle: 1000000\n  prune: {{enabled: true, grace: 0s}}\n\
          discovery:\n  sources: [host, agent, static, container, arp, cache]\n\
@@ -154,6 +155,8 @@ pub(crate) fn write_config(
         get("GUACAMOLE_USERNAME"),
         get("GUACAMOLE_PASSWORD"),
         limits.guac_concurrency,
+        limits.per_second,
+        limits.burst,
         dir.join("state").display(),
     );
     let path = dir.join("config.yaml");
