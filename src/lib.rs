@@ -9,6 +9,7 @@ pub mod guacamole;
 pub mod health;
 pub mod host;
 pub mod http;
+pub mod memory;
 pub mod notes;
 pub mod proxmox;
 pub mod reconcile;

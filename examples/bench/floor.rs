@@ -82,6 +82,18 @@ impl Work {
         }
     }
 
+    /// Addresses fresh, but the guests whose address is still unknown are
+    /// asked again once their discovery backoff runs out (their agent is
+    /// not running: each ask is a slow "not running" answer). The daemon
+    /// decides when; the floor counts the asks it made, up to the number of
+    /// guests whose address is unknown.
+    pub fn with_unknown_retried(mut self, mix: &Mix, asked: u64) -> Work {
+        let retried = asked.min(mix.agent_down());
+        self.agent_asks = retried;
+        self.agent_down = retried;
+        self
+    }
+
     /// Addresses fresh: listing and configs only.
     pub fn steady(mix: &Mix) -> Work {
         Work {
@@ -128,8 +140,12 @@ impl Work {
         let busy = (rest - self.agent_down) as f64 * latency.mean_s
             + self.agent_down as f64 * latency.agent_down_s;
         let by_concurrency = busy / limits.concurrency as f64;
+        // A "not running" answer cannot be split: some request slot serves
+        // at least ceil(down / concurrency) of them in a row, each after its
+        // guest's config.
         let slowest = if self.agent_down > 0 {
-            latency.agent_down_s
+            self.agent_down.div_ceil(limits.concurrency) as f64 * latency.agent_down_s
+                + latency.mean_s
         } else if rest > 0 {
             latency.mean_s
         } else {

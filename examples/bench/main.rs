@@ -15,6 +15,7 @@
 //! from the daemon's /metrics, CPU and peak RSS from /proc/PID of the
 //! daemon alone. Everything listens on and talks to 127.0.0.1 only.
 
+mod client_floor;
 mod floor;
 mod procs;
 mod report;
@@ -73,8 +74,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// First sync, steady cycles, notes changed, guests vanished, and the
+/// HTTP client alone.
 fn phases_per_case(opts: &Options) -> usize {
-    3 + opts.steady as usize
+    4 + opts.steady as usize
 }
 
 pub(crate) struct Case {
@@ -125,7 +128,7 @@ fn run_case(
     for i in 1..=opts.steady {
         let m = measure(&mut lab, &mut daemon, true)?;
         let name = format!("steady {i}");
-        rows.push(row(case, &name, &m, Work::steady(&case.mix), latency));
+        rows.push(row(case, &name, &m, steady_work(case, &m), latency));
     }
     let edited = seed::sample(&case.mix, 0);
     for &vmid in &edited {
@@ -136,19 +139,21 @@ fn run_case(
         case,
         "1% notes changed",
         &m,
-        Work::steady(&case.mix),
+        steady_work(case, &m),
         latency,
     ));
     let vanished = seed::sample(&case.mix, 50);
     for &vmid in &vanished {
         lab.command(&format!("remove-guest {} {vmid}", seed::CLUSTER))?;
     }
-    let mut work = Work::steady(&case.mix);
-    work.configs -= vanished.len() as u64;
     let m = measure(&mut lab, &mut daemon, true)?;
+    let mut work = steady_work(case, &m);
+    work.configs -= vanished.len() as u64;
     rows.push(row(case, "1% guests vanished", &m, work, latency));
 
     daemon.stop()?;
+    let alone = client_floor::measure(&config)?;
+    rows.push(report::client_row(case, &alone));
     lab.stop()?;
     Ok(rows)
 }
@@ -197,6 +202,16 @@ fn measure(lab: &mut LabProcess, daemon: &mut Daemon, trigger: bool) -> anyhow::
         after,
         outcome: after_metrics.last_outcome_since(&before_metrics),
     })
+}
+
+/// The endpoint of an address ask through the guest agent.
+const AGENT_ASK: &str = "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces";
+
+/// A cycle after the first: listing and configs, plus the unknown
+/// addresses the daemon asked for again.
+fn steady_work(case: &Case, m: &Measured) -> Work {
+    let asked = m.requests["proxmox"][AGENT_ASK].as_u64().unwrap_or(0);
+    Work::steady(&case.mix).with_unknown_retried(&case.mix, asked)
 }
 
 fn row(case: &Case, phase: &str, m: &Measured, work: Work, latency: floor::Latency) -> Value {

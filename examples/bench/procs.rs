@@ -290,7 +290,9 @@ impl Daemon {
             if Instant::now() > deadline {
                 bail!("no cycle ended within {CYCLE_TIMEOUT:?}");
             }
-            std::thread::sleep(Duration::from_millis(25));
+            // Each scrape costs the daemon CPU time that the phase counts:
+            // a few per cycle, not dozens.
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::client_floor::ClientFloor;
 use crate::floor::Floor;
 use crate::{Case, Measured};
 
@@ -40,6 +41,22 @@ pub(crate) fn row(case: &Case, phase: &str, m: &Measured, floor: &Floor) -> Valu
     });
     r["targets"] = targets(&r);
     r
+}
+
+/// The phase name of the HTTP client's own cost (see `client_floor`).
+pub(crate) const CLIENT_ONLY: &str = "HTTP client only";
+
+/// A row for what the HTTP client alone spent on a steady cycle's reads.
+pub(crate) fn client_row(case: &Case, alone: &ClientFloor) -> Value {
+    json!({
+        "guests": case.mix.guests,
+        "blocks": case.mix.blocks,
+        "guacamole": case.version,
+        "limits": case.limits.name,
+        "phase": CLIENT_ONLY,
+        "requests": {"proxmox": alone.requests},
+        "cpu_ms": (alone.cpu.as_secs_f64() * 1000.0).round(),
+    })
 }
 
 /// Each target that applies to this row: name → met.
@@ -93,7 +110,7 @@ fn round3(x: f64) -> f64 {
 
 pub(crate) fn print(rows: &[Value]) {
     println!(
-        "{:<26} {:<18} {:>13} {:>11} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8}  targets",
+        "{:<26} {:<18} {:>13} {:>11} {:>8} {:>8} {:>8} {:>6} {:>7} {:>8} {:>8}  targets",
         "case",
         "phase",
         "PVE req/floor",
@@ -103,7 +120,8 @@ pub(crate) fn print(rows: &[Value]) {
         "wall s",
         "xfloor",
         "CPU ms",
-        "peak MiB"
+        "peak MiB",
+        "idle MiB"
     );
     for r in rows {
         let f = |p: &str| r.pointer(p).and_then(Value::as_f64).unwrap_or(0.0);
@@ -114,6 +132,21 @@ pub(crate) fn print(rows: &[Value]) {
             r["guacamole"].as_str().unwrap_or(""),
             r["limits"].as_str().unwrap_or("")
         );
+        if r["phase"] == CLIENT_ONLY {
+            println!(
+                "{:<26} {:<18} {:>13} {:>11} {:>8} {:>8} {:>8} {:>6} {:>7.0}  (this process, one thread)",
+                case,
+                CLIENT_ONLY,
+                f("/requests/proxmox"),
+                "",
+                "",
+                "",
+                "",
+                "",
+                f("/cpu_ms"),
+            );
+            continue;
+        }
         let verdicts: Vec<String> = r["targets"]
             .as_object()
             .map(|t| {
@@ -123,7 +156,7 @@ pub(crate) fn print(rows: &[Value]) {
             })
             .unwrap_or_default();
         println!(
-            "{:<26} {:<18} {:>13} {:>11} {:>8.3} {:>8.3} {:>8.3} {:>6.2} {:>7.0} {:>8.1}  {}",
+            "{:<26} {:<18} {:>13} {:>11} {:>8.3} {:>8.3} {:>8.3} {:>6.2} {:>7.0} {:>8.1} {:>8.1}  {}",
             case,
             r["phase"].as_str().unwrap_or(""),
             format!("{}/{}", f("/requests/proxmox"), f("/floor/proxmox")),
@@ -134,6 +167,7 @@ pub(crate) fn print(rows: &[Value]) {
             f("/cycle_s") / f("/floor/wall_s").max(1e-9),
             f("/cpu_ms"),
             f("/peak_rss_kib") / 1024.0,
+            f("/rss_kib") / 1024.0,
             verdicts.join(" ")
         );
     }

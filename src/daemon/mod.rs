@@ -295,6 +295,7 @@ impl Daemon {
             Err(e) => self.after_failure(e),
         };
         self.publish(result, duration, delay);
+        crate::memory::release_free_memory();
         delay
     }
 
@@ -395,7 +396,7 @@ impl Daemon {
                     finished_at,
                     duration,
                     outcome,
-                    report: Some(Arc::new(report)),
+                    report: Some(Arc::new(report.retained())),
                     error: None,
                     http,
                 }

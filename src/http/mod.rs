@@ -301,6 +301,9 @@ impl Http {
             // so a request never races the server's close.
             .pool_idle_timeout(Duration::from_secs(4))
             .redirect(reqwest::redirect::Policy::none())
+            // Retries are ours (`retry.rs`); reqwest's default policy only
+            // covers HTTP/2 refusals yet clones every request in case.
+            .retry(reqwest::retry::never())
             .user_agent(concat!("pve-guac-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| {
@@ -558,7 +561,11 @@ impl Http {
         // reports as an unexpected EOF. For such a body that EOF is its end.
         let close_delimited =
             !headers.contains_key(CONTENT_LENGTH) && !headers.contains_key(TRANSFER_ENCODING);
-        let mut body = BytesMut::new();
+        // Sized from Content-Length when given: a body of megabytes (the
+        // tree of thousands of connections) grown by doubling would peak
+        // at twice its size.
+        let expected = resp.content_length().unwrap_or(0) as usize;
+        let mut body = BytesMut::with_capacity(expected.min(limit));
         loop {
             let chunk = match resp.chunk().await {
                 Ok(Some(chunk)) => chunk,

@@ -23,7 +23,7 @@ use super::model::{Desired, FingerprintKey, ManagedTree};
 use super::notes_write::{NotesWriteError, NotesWriter, WriteFuture};
 use super::observe::{ClusterSource, Memory, fill_parameters, observe_cluster, observe_tree};
 use super::plan::{
-    Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed,
+    Action, Plan, PlanSettings, binding, check_binding, claim, claim_reads, parameters_needed,
     parameters_needed_to_apply, plan,
 };
 use super::record::{ActionResult, CycleSummary, Outcome, record};
@@ -102,6 +102,36 @@ pub struct CycleReport {
     /// Grants per desired connection, and what the grant plan learnt.
     #[serde(skip)]
     pub access: super::grants::GrantPlan,
+}
+
+impl CycleReport {
+    /// What a daemon keeps of a finished cycle between cycles (the status
+    /// page's pending work, held guests and block errors): without the
+    /// Guacamole tree, connection parameters and note rewrites. Those are
+    /// the bulk of a report at thousands of guests, and the parameters hold
+    /// decrypted passwords, which should not outlive their cycle.
+    pub fn retained(mut self) -> CycleReport {
+        self.tree = ManagedTree::default();
+        let forget = |c: &mut super::model::DesiredConnection| c.params = Default::default();
+        self.desired.connections.values_mut().for_each(forget);
+        self.desired.rewrites = Vec::new();
+        for planned in &mut self.plan.actions {
+            match &mut planned.action {
+                Action::Create { connection, .. } => forget(connection),
+                Action::Update {
+                    connection,
+                    attributes,
+                    ..
+                } => {
+                    forget(connection);
+                    *attributes = BTreeMap::new();
+                }
+                Action::RewriteNotes { rewrite } => rewrite.forget_contents(),
+                _ => {}
+            }
+        }
+        self
+    }
 }
 
 /// What one cycle is asked to do.
@@ -474,6 +504,10 @@ impl Engine {
         };
         if self.cancel.is_cancelled() {
             applied.outcome.results = vec![ActionResult::Deferred; the_plan.actions.len()];
+            return Ok(applied);
+        }
+        // Nothing to write: no stage runs, so no stage records either.
+        if the_plan.actions.is_empty() {
             return Ok(applied);
         }
         let mut max_changes = self.settings.sync.max_changes_per_cycle.get();

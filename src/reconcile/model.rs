@@ -340,7 +340,13 @@ impl fmt::Debug for FingerprintKey {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// A connection that should exist.
@@ -448,6 +454,15 @@ pub struct NotesRewrite {
     pub migrated: Vec<crate::notes::MigratedBlock>,
 }
 
+impl NotesRewrite {
+    /// Drops the new notes and the passwords they carry, keeping what
+    /// describes the rewrite.
+    pub fn forget_contents(&mut self) {
+        self.new_notes = crate::secret::Secret::default();
+        self.migrated = Vec::new();
+    }
+}
+
 impl fmt::Debug for NotesRewrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotesRewrite")
@@ -535,6 +550,12 @@ mod tests {
                 assert_eq!(Identity::parse_key(&i.key()), Some(i));
             }
         }
+    }
+
+    #[test]
+    fn hex_is_two_lowercase_digits_per_byte() {
+        // State files hold fingerprints in this form: it must never change.
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 
 use super::desire::{ClusterObservation, ConfigObservation, GuestConfigFacts, GuestObservation};
 use super::model::{
@@ -57,12 +59,7 @@ pub async fn observe_cluster(
             };
         }
     };
-    let guests = join_all(
-        resources
-            .iter()
-            .map(|r| observe_guest(cluster, r, selector, memory)),
-    )
-    .await;
+    let guests = observe_guests(cluster, &resources, selector, memory).await;
     let failed = guests
         .iter()
         .filter(|g| matches!(g.config, ConfigObservation::Failed { .. }))
@@ -79,6 +76,43 @@ pub async fn observe_cluster(
         },
         guests,
     }
+}
+
+/// Guests beyond the client's concurrency wait here, not as started
+/// futures: thousands of suspended request futures cost megabytes, while a
+/// few times the concurrency keeps every request slot busy (an agent ask
+/// that takes seconds holds one slot, not the queue).
+const GUESTS_IN_FLIGHT_PER_SLOT: usize = 4;
+
+/// Every guest of the listing, in listing order.
+async fn observe_guests(
+    cluster: &ClusterSource<'_>,
+    resources: &[ClusterResource],
+    selector: &Selector,
+    memory: Memory<'_>,
+) -> Vec<GuestObservation> {
+    let in_flight = (cluster.client.http().concurrency() * GUESTS_IN_FLIGHT_PER_SLOT).max(1);
+    let mut waiting = resources.iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let mut guests: Vec<Option<GuestObservation>> = Vec::new();
+    guests.resize_with(resources.len(), || None);
+    loop {
+        while running.len() < in_flight {
+            let Some((i, r)) = waiting.next() else { break };
+            running.push(numbered(i, observe_guest(cluster, r, selector, memory)));
+        }
+        match running.next().await {
+            Some((i, guest)) => guests[i] = Some(guest),
+            None => break,
+        }
+    }
+    guests.into_iter().flatten().collect()
+}
+
+/// A future's output with its position (plain `async fn`, not a closure:
+/// a closure's future here would keep the daemon's future from being `Send`).
+async fn numbered<F: std::future::Future>(i: usize, f: F) -> (usize, F::Output) {
+    (i, f.await)
 }
 
 pub(crate) async fn observe_guest(

@@ -259,9 +259,12 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &State) -> Result<(), StateError> {
+        self.write(&encode(state))
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<(), StateError> {
         dir::ensure_private(&self.dir)?;
-        let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        dir::write_atomic(&self.dir, STATE_FILE, &bytes, |e| self.io(e))
+        dir::write_atomic(&self.dir, STATE_FILE, bytes, |e| self.io(e))
     }
 
     fn check_dir(&self) -> Result<(), StateError> {
@@ -269,12 +272,25 @@ impl StateStore {
     }
 }
 
-/// The state of one directory, owned: the lock, the store and what was last
-/// written (so an unchanged state is not written again).
+fn encode(state: &State) -> Vec<u8> {
+    serde_json::to_vec_pretty(state).expect("state serialises")
+}
+
+/// SHA-256 of the file's bytes.
+type Digest = [u8; 32];
+
+fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The state of one directory, owned: the lock, the store and a digest of
+/// what was last written (so an unchanged state is not written again; a
+/// digest, not a copy: at thousands of guests the state is megabytes).
 #[derive(Debug)]
 pub struct StateFile {
     store: StateStore,
-    saved: Option<State>,
+    saved: Option<Digest>,
     _lock: StateLock,
 }
 
@@ -286,7 +302,7 @@ impl StateFile {
         let state = store.load()?;
         let file = StateFile {
             store,
-            saved: Some(state.clone()),
+            saved: Some(digest(&encode(&state))),
             _lock: lock,
         };
         Ok((file, state))
@@ -298,11 +314,13 @@ impl StateFile {
 
     /// Writes `state` unless it equals what was last written.
     pub fn save(&mut self, state: &State) -> Result<(), StateError> {
-        if self.saved.as_ref() == Some(state) {
+        let bytes = encode(state);
+        let written = digest(&bytes);
+        if self.saved == Some(written) {
             return Ok(());
         }
-        self.store.save(state)?;
-        self.saved = Some(state.clone());
+        self.store.write(&bytes)?;
+        self.saved = Some(written);
         Ok(())
     }
 }
