@@ -776,3 +776,70 @@ async fn a_taken_port_is_an_error_naming_the_address() {
         "{e}"
     );
 }
+
+#[test]
+fn a_retained_report_keeps_what_the_status_page_reads_and_no_password() {
+    use crate::reconcile::model::{ManagedConnection, ParamValue};
+    use crate::reconcile::plan::{Action, PlannedAction};
+    const PASSWORD: &str = "retained-report-pw";
+    let (identity, mut connection) = wanted(100, "a");
+    connection
+        .params
+        .insert("password", ParamValue::secret(PASSWORD));
+    let mut report = CycleReport {
+        summary: CycleSummary {
+            pending: 1,
+            ..CycleSummary::default()
+        },
+        requests: BTreeMap::new(),
+        duration_ms: 10,
+        degraded_clusters: Vec::new(),
+        cycle: 3,
+        problems: Vec::new(),
+        plan: Default::default(),
+        desired: Default::default(),
+        tree: Default::default(),
+        access: Default::default(),
+        outcome: Outcome {
+            results: vec![ActionResult::Deferred],
+        },
+    };
+    report.plan.actions.push(PlannedAction {
+        action: Action::Create {
+            identity: identity.clone(),
+            connection: connection.clone(),
+        },
+        reason: "new credential block".into(),
+    });
+    report
+        .desired
+        .connections
+        .insert(identity.clone(), connection);
+    report.tree.connections.insert(
+        "7".into(),
+        ManagedConnection {
+            id: "7".into(),
+            name: "a@100".into(),
+            group: Vec::new(),
+            protocol: "ssh".into(),
+            params: Some(report.desired.connections[&identity].params.clone()),
+            outside: false,
+            attributes: BTreeMap::new(),
+        },
+    );
+    let facts_before = CycleFacts::from_report(&report);
+
+    let kept = report.retained();
+
+    // What the page and the metrics read is all there.
+    assert_eq!(CycleFacts::from_report(&kept), facts_before);
+    assert_eq!(kept.desired.connections[&identity].name, "a@100");
+    assert_eq!(kept.plan.actions[0].action.connection_name(), Some("a@100"));
+    // No parameter survives, so no password either.
+    assert!(kept.desired.connections[&identity].params.is_empty());
+    let Action::Create { connection, .. } = &kept.plan.actions[0].action else {
+        panic!("the planned create is kept");
+    };
+    assert!(connection.params.is_empty());
+    assert!(kept.tree.connections.is_empty());
+}
