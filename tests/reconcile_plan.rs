@@ -500,3 +500,60 @@ fn a_group_emptied_by_a_move_goes_in_the_same_cycle() {
     assert_eq!(server.cycle(&want, &mut st, 1), 3);
     assert_eq!(server.cycle(&want, &mut st, 2), 0);
 }
+
+/// The daemon records every apply stage into one copy of the state, the
+/// results so far each time: that must end where recording them once does.
+#[test]
+fn recording_stage_by_stage_equals_recording_once() {
+    let keep = ident("lab", 100, "admin", "rdp");
+    let change = ident("lab", 101, "root", "ssh");
+    let gone = ident("lab", 102, "old", "ssh");
+    let mut server = Server::default();
+    let mut st = State::new();
+    server.cycle(
+        &desired(vec![
+            conn(&keep, "keep", &["pve1"], "192.0.2.10", "pw1"),
+            conn(&change, "change", &["pve1"], "192.0.2.11", "pw2"),
+            conn(&gone, "gone", &["pve2"], "192.0.2.12", "pw3"),
+        ]),
+        &mut st,
+        0,
+    );
+    // A new guest in a new group, a password change, a removed block.
+    let fresh = ident("lab", 103, "new", "rdp");
+    let mut want = desired(vec![
+        conn(&keep, "keep", &["pve1"], "192.0.2.10", "pw1"),
+        conn(&change, "change", &["pve1"], "192.0.2.11", "pw2-new"),
+        conn(&fresh, "fresh", &["pve3"], "192.0.2.13", "pw4"),
+    ]);
+    // Guest 102 is still there; only its block went.
+    want.present.insert(gone.guest.clone());
+    let p = plan(&want, &server.observe(&want, &st, 10), &st, 10, &settings());
+    for kind in ["create_group", "create", "update", "delete"] {
+        assert!(kinds(&p).contains(&kind), "{kind}: {:?}", kinds(&p));
+    }
+    let outcome = server.apply(&p);
+
+    let mut once = st.clone();
+    record(&p, &outcome, &want, &mut once, 10);
+
+    let mut staged = st.clone();
+    for done in 1..=outcome.results.len() {
+        let so_far = Outcome {
+            results: outcome
+                .results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if i < done {
+                        r.clone()
+                    } else {
+                        ActionResult::Deferred
+                    }
+                })
+                .collect(),
+        };
+        record(&p, &so_far, &want, &mut staged, 10);
+    }
+    assert_eq!(staged, once);
+}

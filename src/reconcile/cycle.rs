@@ -539,26 +539,31 @@ impl Engine {
             dry_run,
             cycle: number,
         };
-        let mut base = st.clone();
-        if !dry_run && !cx.root_id.is_empty() {
-            // Stage saves bind their records to this Guacamole too.
-            base.guacamole = Some(site.binding(&cx.root_id));
-        }
+        // One copy of the state that every stage records into: recording
+        // is idempotent, so the results so far are recorded again with each
+        // stage (a copy per stage cost megabytes at thousands of guests).
+        let mut partial = file.is_some().then(|| {
+            let mut partial = st.clone();
+            if !dry_run && !cx.root_id.is_empty() {
+                // Stage saves bind their records to this Guacamole too.
+                partial.guacamole = Some(site.binding(&cx.root_id));
+            }
+            partial
+        });
         let cancel = self.cancel.clone();
         let mut save_error = None;
         // Record what each stage did at once: ownership of a created
         // connection must survive a crash right after the stage.
         let mut after_stage = |results: &[Option<ActionResult>]| -> bool {
-            if let Some(file) = file.as_deref_mut() {
+            if let (Some(file), Some(partial)) = (file.as_deref_mut(), partial.as_mut()) {
                 let so_far = Outcome {
                     results: results
                         .iter()
                         .map(|r| r.clone().unwrap_or(ActionResult::Deferred))
                         .collect(),
                 };
-                let mut partial = base.clone();
-                record(the_plan, &so_far, want, &mut partial, now);
-                if let Err(e) = file.save(&partial) {
+                record(the_plan, &so_far, want, partial, now);
+                if let Err(e) = file.save(partial) {
                     warn!(error = %e, "cannot record the stage's writes; the rest of the plan waits");
                     save_error = Some(e);
                     return false;
