@@ -250,6 +250,7 @@ impl Daemon {
             // Power-ups run beside the loop; their results feed the next cycle.
             power_ups: PowerUpRun::Background,
         };
+        let mode = options.mode;
         let started = Instant::now();
         let Daemon {
             engine,
@@ -285,8 +286,12 @@ impl Daemon {
                 }
             }
         };
-        // Whatever happened, what is known is written.
-        if let Err(e) = self.file.save(&self.state) {
+        // Whatever happened, what is known is written. A cycle that
+        // applied and succeeded saved it as its last step: encoding the
+        // state again (megabytes at thousands of guests) would find it
+        // unchanged.
+        let saved_by_cycle = mode == Mode::Apply && result.is_ok();
+        if !saved_by_cycle && let Err(e) = self.file.save(&self.state) {
             error!(error = %e, label = e.label(), "cannot write the state file");
         }
         let duration = started.elapsed();
