@@ -360,10 +360,27 @@ fn wanted(vmid: u32, user: &str) -> (Identity, DesiredConnection) {
     (identity, connection)
 }
 
+/// A report of cycle 1 with this summary and outcome, and nothing else.
+fn report_of(summary: CycleSummary, duration_ms: u128, outcome: Outcome) -> CycleReport {
+    CycleReport {
+        summary,
+        requests: BTreeMap::new(),
+        duration_ms,
+        degraded_clusters: Vec::new(),
+        cycle: 1,
+        problems: Vec::new(),
+        plan: Default::default(),
+        desired: Default::default(),
+        tree: Default::default(),
+        access: Default::default(),
+        outcome,
+    }
+}
+
 #[test]
 fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
-    let mut report = CycleReport {
-        summary: CycleSummary {
+    let mut report = report_of(
+        CycleSummary {
             created: 2,
             updated: 1,
             deleted: 1,
@@ -372,16 +389,8 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
             errors: 4,
             ..CycleSummary::default()
         },
-        requests: BTreeMap::new(),
-        duration_ms: 2500,
-        degraded_clusters: Vec::new(),
-        cycle: 1,
-        problems: Vec::new(),
-        plan: Default::default(),
-        desired: Default::default(),
-        tree: Default::default(),
-        access: Default::default(),
-        outcome: Outcome {
+        2500,
+        Outcome {
             results: vec![
                 ActionResult::Done { id: None },
                 ActionResult::Failed {
@@ -399,7 +408,7 @@ fn facts_from_a_report_label_failed_actions_and_count_guests_once() {
                 ActionResult::Deferred,
             ],
         },
-    };
+    );
     report.desired.connections = [wanted(100, "a"), wanted(100, "b"), wanted(101, "a")]
         .into_iter()
         .collect();
@@ -786,24 +795,16 @@ fn a_retained_report_keeps_what_the_status_page_reads_and_no_password() {
     connection
         .params
         .insert("password", ParamValue::secret(PASSWORD));
-    let mut report = CycleReport {
-        summary: CycleSummary {
+    let mut report = report_of(
+        CycleSummary {
             pending: 1,
             ..CycleSummary::default()
         },
-        requests: BTreeMap::new(),
-        duration_ms: 10,
-        degraded_clusters: Vec::new(),
-        cycle: 3,
-        problems: Vec::new(),
-        plan: Default::default(),
-        desired: Default::default(),
-        tree: Default::default(),
-        access: Default::default(),
-        outcome: Outcome {
+        10,
+        Outcome {
             results: vec![ActionResult::Deferred],
         },
-    };
+    );
     report.plan.actions.push(PlannedAction {
         action: Action::Create {
             identity: identity.clone(),
